@@ -1,0 +1,75 @@
+"""greenwire: cooperative concurrency and networking on greenlet.
+
+Write ordinary blocking code; greenwire runs each "thread" as a greenlet and switches
+whenever one would block, driven by one event loop (the hub) per OS thread.
+"""
+
+from greenwire._core import (
+    ClosedResourceError,
+    ConcurrentWaitError,
+    Hub,
+    HubBlockingError,
+    LoopExit,
+    VirtualClock,
+    WouldBlockForever,
+    get_hub,
+)
+from greenwire.greenlet import (
+    Greenlet,
+    GreenletExit,
+    getcurrent,
+    idle,
+    iwait,
+    joinall,
+    killall,
+    sleep,
+    spawn,
+    spawn_later,
+    wait,
+)
+from greenwire.io import notify_closing, wait_readable, wait_writable
+from greenwire.timeout import (
+    CancelScope,
+    Timeout,
+    TooSlowError,
+    fail_after,
+    fail_at,
+    move_on_after,
+    move_on_at,
+    with_timeout,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CancelScope",
+    "ClosedResourceError",
+    "ConcurrentWaitError",
+    "Greenlet",
+    "GreenletExit",
+    "Hub",
+    "HubBlockingError",
+    "LoopExit",
+    "Timeout",
+    "TooSlowError",
+    "VirtualClock",
+    "WouldBlockForever",
+    "fail_after",
+    "fail_at",
+    "get_hub",
+    "getcurrent",
+    "idle",
+    "iwait",
+    "joinall",
+    "killall",
+    "move_on_after",
+    "move_on_at",
+    "notify_closing",
+    "sleep",
+    "spawn",
+    "spawn_later",
+    "wait",
+    "wait_readable",
+    "wait_writable",
+    "with_timeout",
+]
