@@ -129,6 +129,7 @@ class Hub(RawGreenlet):
         self.budget = sys.getswitchinterval()
         self.error_handler: ErrorHandler = _print_error
         self._destroyed = False
+        self._destroy_hooks: list[Callable[[Hub], None]] = []
         self._wake_r, self._wake_w = self._make_wakeup_fds()
         self._backend.register(self._wake_r)
         self._backend.watch(self._wake_r, True, False)
@@ -581,6 +582,10 @@ class Hub(RawGreenlet):
             backend=self._backend.name,
         )
 
+    def add_destroy_hook(self, hook: Callable[[Hub], None]) -> None:
+        """Call ``hook(hub)`` when the hub is destroyed (e.g. to shut down a thread pool)."""
+        self._destroy_hooks.append(hook)
+
     def destroy(self) -> None:
         """Stop the hub and close its file descriptors; ``get_hub()`` then makes a new one.
 
@@ -595,6 +600,12 @@ class Hub(RawGreenlet):
             _tls.hub = None
         if self and not self.dead:
             self.throw(GreenletExit)
+        hooks, self._destroy_hooks = self._destroy_hooks, []
+        for hook in hooks:
+            try:
+                hook(self)
+            except Exception as e:
+                _print_error(hook, e)
         self._fds.clear()
         self._backend.close()
         _originals.os_close(self._wake_r)
