@@ -89,24 +89,26 @@ class Greenlet(RawGreenlet, Generic[T]):
         *args, **kwargs: its arguments.
     """
 
+    # Defaults live on the class so that creating a greenlet sets only what differs:
+    # spawning is on the hot path of every server.
+    _value: Any = None
+    _exception: BaseException | None = None
+    _done = False
+    _started = False
+    _start_timer: Timer | None = None
+    _name: str | None = None
+    _report_errors = True
+    _consumers = 0
+
     def __init__(self, run: Callable[..., T] | None = None, *args: Any, **kwargs: Any) -> None:
         hub = get_hub()
-        super().__init__(parent=hub)
+        RawGreenlet.__init__(self, None, hub)
         if run is not None:
             self._run = run  # type: ignore[method-assign]
         self.args = args
         self.kwargs = kwargs
         self._hub = hub
         self._links: list[Callable[[Any], Any]] = []
-        self._value: Any = _NONE
-        self._exception: BaseException | None = None
-        self._done = False
-        self._started = False
-        self._start_timer: Timer | None = None
-        self._name: str | None = None
-        self._id = next(_counter)
-        self._report_errors = True
-        self._consumers = 0
 
     # ------------------------------------------------------------- starting
 
@@ -159,8 +161,10 @@ class Greenlet(RawGreenlet, Generic[T]):
             self._finish(value, None)
 
     def _finish(self, value: Any, exception: BaseException | None) -> None:
-        self._value = None if value is _NONE else value
-        self._exception = exception
+        if value is not _NONE:
+            self._value = value
+        if exception is not None:
+            self._exception = exception
         self._done = True
         self.args = ()
         self.kwargs = {}
@@ -312,7 +316,7 @@ class Greenlet(RawGreenlet, Generic[T]):
         if self._name is None:
             fn = getattr(self, "_run", None)
             fname = getattr(fn, "__qualname__", None) or "greenlet"
-            self._name = f"{fname}-{self._id}"
+            self._name = f"{fname}-{next(_counter)}"
         return self._name
 
     @name.setter
@@ -447,6 +451,17 @@ def joinall(
     Args:
         raise_error: re-raise the first failure as soon as it is seen.
     """
+    if not raise_error and count is None:
+        # Joining one after the other costs no link per greenlet: most are already
+        # done by the time the first join returns.
+        hub = get_hub()
+        deadline = None if timeout is None else hub.now() + timeout
+        for g in greenlets:
+            if not g._done:
+                g.join(None if deadline is None else max(0.0, deadline - hub.now()))
+                if not g._done:
+                    break
+        return [g for g in greenlets if g._done]
     if not raise_error:
         return wait(greenlets, timeout, count)
     done = []

@@ -13,7 +13,8 @@ from greenwire._core.errors import (
     LoopExit,
     WouldBlockForever,
 )
-from greenwire._core.hub import FdState, Hub, HubStatistics, get_hub, set_hub
+from greenwire._core.fdwaits import FdState
+from greenwire._core.hub import Hub, HubStatistics, get_hub, set_hub
 from greenwire._core.timers import Timer
 
 __all__ = [
