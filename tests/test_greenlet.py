@@ -342,3 +342,19 @@ def test_ten_thousand_greenlets(vclock: VirtualClock) -> None:
     greenwire.joinall(gs)
     assert all(g.successful() for g in gs)
     assert vclock.now() == pytest.approx(0.049)
+
+
+@pytest.mark.realtime
+def test_real_sleeps_are_never_early() -> None:
+    import time
+
+    def sleeper(delay: float) -> float:
+        start = time.monotonic()
+        greenwire.sleep(delay)
+        return time.monotonic() - start
+
+    gs = [greenwire.spawn(sleeper, d) for d in (0.02, 0.01, 0.03)]
+    greenwire.joinall(gs)
+    for g, wanted in zip(gs, (0.02, 0.01, 0.03)):
+        assert g.value is not None
+        assert wanted <= g.value < wanted + 2.0  # generous: the machine may be busy
