@@ -355,6 +355,6 @@ def test_real_sleeps_are_never_early() -> None:
 
     gs = [greenwire.spawn(sleeper, d) for d in (0.02, 0.01, 0.03)]
     greenwire.joinall(gs)
-    for g, wanted in zip(gs, (0.02, 0.01, 0.03)):
+    for g, wanted in zip(gs, (0.02, 0.01, 0.03), strict=True):
         assert g.value is not None
         assert wanted <= g.value < wanted + 2.0  # generous: the machine may be busy
