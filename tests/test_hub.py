@@ -161,7 +161,8 @@ def test_budget_lets_timers_run_between_busy_callbacks() -> None:
     hub.call_later(0.010, lambda: fired_after.append(passes[0]))
     g.join()
     assert fired_after, "the timer never fired while callbacks kept coming"
-    assert fired_after[0] < 100
+    # The clock is read every 64 callbacks; 10 readings later the timer is due.
+    assert fired_after[0] < 64 * 12
 
 
 def test_idle_runs_after_busy_greenlets(fresh_hub: Hub) -> None:

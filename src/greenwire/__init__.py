@@ -14,6 +14,7 @@ from greenwire._core import (
     WouldBlockForever,
     get_hub,
 )
+from greenwire.event import AsyncResult, Event
 from greenwire.greenlet import (
     Greenlet,
     GreenletExit,
@@ -28,6 +29,20 @@ from greenwire.greenlet import (
     wait,
 )
 from greenwire.io import notify_closing, wait_readable, wait_writable
+from greenwire.local import local
+from greenwire.lock import BoundedSemaphore, Condition, Lock, RLock, Semaphore
+from greenwire.pool import Group, Pool, PoolFull
+from greenwire.queue import (
+    Channel,
+    Empty,
+    Full,
+    JoinableQueue,
+    LifoQueue,
+    PriorityQueue,
+    Queue,
+    ShutDown,
+)
+from greenwire.taskgroup import TaskGroup, TaskGroupError
 from greenwire.timeout import (
     CancelScope,
     Timeout,
@@ -42,14 +57,34 @@ from greenwire.timeout import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncResult",
+    "BoundedSemaphore",
     "CancelScope",
+    "Channel",
     "ClosedResourceError",
     "ConcurrentWaitError",
+    "Condition",
+    "Empty",
+    "Event",
+    "Full",
     "Greenlet",
     "GreenletExit",
+    "Group",
     "Hub",
     "HubBlockingError",
+    "JoinableQueue",
+    "LifoQueue",
+    "Lock",
     "LoopExit",
+    "Pool",
+    "PoolFull",
+    "PriorityQueue",
+    "Queue",
+    "RLock",
+    "Semaphore",
+    "ShutDown",
+    "TaskGroup",
+    "TaskGroupError",
     "Timeout",
     "TooSlowError",
     "VirtualClock",
@@ -62,6 +97,7 @@ __all__ = [
     "iwait",
     "joinall",
     "killall",
+    "local",
     "move_on_after",
     "move_on_at",
     "notify_closing",

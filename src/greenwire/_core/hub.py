@@ -17,7 +17,7 @@ its registration, and nothing that was handed to it is lost.
 The loop
 --------
 1. Run ready callbacks until the queue is empty or the time budget (the interpreter's
-   switch interval) is spent, firing due timers between passes. Draining instead of
+   switch interval) is spent, firing due timers every few dozen callbacks. Draining instead of
    polling after every pass is what makes greenlet handoffs cheap; the budget is what keeps
    timers punctual behind ten thousand spawns.
 2. Poll the backend: not at all long if callbacks remain, until the next timer otherwise,
@@ -210,28 +210,29 @@ class Hub(FdWaits, RawGreenlet):
         timers = self._timers
         while True:
             try:
-                # 1. Ready callbacks, in passes, under a time budget.
+                # 1. Ready callbacks until none are left or the budget is spent. The
+                #    clock is read every _BUDGET_CHECK_EVERY callbacks, not per callback
+                #    or per pass: handoffs between two greenlets are one callback each.
                 if callbacks:
                     now = self.now
                     deadline = now() + self.budget
+                    count = 0
                     while callbacks:
-                        n = len(callbacks)
-                        while n:
-                            n -= 1
-                            fn, args = popleft()
-                            try:
-                                fn(*args)
-                            except GreenletExit:
-                                raise  # thrown into the hub itself: destroy()
-                            except BaseException as e:
-                                self.handle_error(fn, e)
-                            if not n & (_BUDGET_CHECK_EVERY - 1) and n and now() >= deadline:
+                        fn, args = popleft()
+                        try:
+                            fn(*args)
+                        except GreenletExit:
+                            raise  # thrown into the hub itself: destroy()
+                        except BaseException as e:
+                            self.handle_error(fn, e)
+                        count += 1
+                        if count == _BUDGET_CHECK_EVERY:
+                            count = 0
+                            t = now()
+                            if timers.entries and timers.entries[0][0] <= t:
+                                self._fire_timers(t)
+                            if t >= deadline:
                                 break
-                        t = now()
-                        if timers.entries and timers.entries[0][0] <= t:
-                            self._fire_timers(t)
-                        if t >= deadline:
-                            break
                 # 2. How long may we poll?
                 if callbacks:
                     timeout = 0.0
