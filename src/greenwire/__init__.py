@@ -43,6 +43,7 @@ from greenwire.queue import (
     ShutDown,
 )
 from greenwire.taskgroup import TaskGroup, TaskGroupError
+from greenwire.threadpool import ThreadPool, ThreadResult, get_threadpool, run_in_thread
 from greenwire.timeout import (
     CancelScope,
     Timeout,
@@ -85,6 +86,8 @@ __all__ = [
     "ShutDown",
     "TaskGroup",
     "TaskGroupError",
+    "ThreadPool",
+    "ThreadResult",
     "Timeout",
     "TooSlowError",
     "VirtualClock",
@@ -92,6 +95,7 @@ __all__ = [
     "fail_after",
     "fail_at",
     "get_hub",
+    "get_threadpool",
     "getcurrent",
     "idle",
     "iwait",
@@ -101,6 +105,7 @@ __all__ = [
     "move_on_after",
     "move_on_at",
     "notify_closing",
+    "run_in_thread",
     "sleep",
     "spawn",
     "spawn_later",

@@ -15,6 +15,7 @@ from greenwire._core.errors import (
 )
 from greenwire._core.fdwaits import FdState
 from greenwire._core.hub import Hub, HubStatistics, get_hub, set_hub
+from greenwire._core.timeout import Timeout
 from greenwire._core.timers import Timer
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "LoopExit",
     "MonotonicClock",
     "SelectorsBackend",
+    "Timeout",
     "Timer",
     "VirtualClock",
     "WouldBlockForever",

@@ -99,6 +99,7 @@ class Hub(FdWaits, RawGreenlet):
         self.error_handler: ErrorHandler = _print_error
         self._destroyed = False
         self._destroy_hooks: list[Callable[[Hub], None]] = []
+        self._wake_lock = _originals.allocate_lock()
         self._wake_r, self._wake_w = self._make_wakeup_fds()
         self._backend.register(self._wake_r)
         self._backend.watch(self._wake_r, True, False)
@@ -327,10 +328,15 @@ class Hub(FdWaits, RawGreenlet):
         return r, w
 
     def _wakeup(self) -> None:
-        try:
-            _originals.os_write(self._wake_w, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-        except (BlockingIOError, OSError):
-            pass  # already signalled (counter or pipe full) or being destroyed
+        # The lock keeps destroy() from closing the fd (and the number from being reused
+        # by an unrelated file) between the check and the write.
+        with self._wake_lock:
+            if self._destroyed:
+                return
+            try:
+                _originals.os_write(self._wake_w, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            except (BlockingIOError, OSError):
+                pass  # already signalled: the counter or pipe is full
 
     def _drain_wakeup(self) -> None:
         try:
@@ -390,9 +396,10 @@ class Hub(FdWaits, RawGreenlet):
                 _print_error(hook, e)
         self._fds.clear()
         self._backend.close()
-        _originals.os_close(self._wake_r)
-        if self._wake_w != self._wake_r:
-            _originals.os_close(self._wake_w)
+        with self._wake_lock:
+            _originals.os_close(self._wake_r)
+            if self._wake_w != self._wake_r:
+                _originals.os_close(self._wake_w)
 
     @property
     def destroyed(self) -> bool:
