@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 
 def test_demo_runs_small() -> None:
     out = subprocess.run(
@@ -29,3 +31,11 @@ def test_demo_runs_small() -> None:
     assert "OS threads: 1" in out
     assert "lateness p50" in out
     assert "parked greenlets cost" in out
+
+
+def test_demo_in_process(capsys: pytest.CaptureFixture[str]) -> None:
+    from greenwire import demo
+
+    demo.main(["--clients", "10", "--rounds", "2", "--sleepers", "50", "--size", "100"])
+    out = capsys.readouterr().out
+    assert "20 round trips" in out and "on the epoll backend" in out
