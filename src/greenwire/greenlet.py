@@ -99,16 +99,20 @@ class Greenlet(RawGreenlet, Generic[T]):
     _name: str | None = None
     _report_errors = True
     _consumers = 0
+    _links: list[Callable[[Any], Any]] | None = None
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = {}  # shared default: never mutated, only replaced
 
     def __init__(self, run: Callable[..., T] | None = None, *args: Any, **kwargs: Any) -> None:
         hub = get_hub()
         RawGreenlet.__init__(self, None, hub)
         if run is not None:
             self._run = run  # type: ignore[method-assign]
-        self.args = args
-        self.kwargs = kwargs
+        if args:
+            self.args = args
+        if kwargs:
+            self.kwargs = kwargs
         self._hub = hub
-        self._links: list[Callable[[Any], Any]] = []
 
     # ------------------------------------------------------------- starting
 
@@ -152,13 +156,25 @@ class Greenlet(RawGreenlet, Generic[T]):
         if self._done:  # killed before it started
             return
         try:
-            value = self._run(*self.args, **self.kwargs)
+            if self.args or self.kwargs:
+                value = self._run(*self.args, **self.kwargs)
+            else:
+                value = self._run()
         except GreenletExit as e:
             self._finish(e, None)
         except BaseException as e:
             self._finish(_NONE, e)
         else:
-            self._finish(value, None)
+            # The common case, inlined: _finish(value, None) without the call.
+            if value is not None:
+                self._value = value
+            self._done = True
+            if self.args:
+                del self.args
+            if self.kwargs:
+                del self.kwargs
+            if self._links:
+                self._hub._callbacks.append((self._notify_links, ()))
 
     def _finish(self, value: Any, exception: BaseException | None) -> None:
         if value is not _NONE:
@@ -166,8 +182,11 @@ class Greenlet(RawGreenlet, Generic[T]):
         if exception is not None:
             self._exception = exception
         self._done = True
-        self.args = ()
-        self.kwargs = {}
+        # Drop references to the arguments (back to the class defaults).
+        if self.args:
+            del self.args
+        if self.kwargs:
+            del self.kwargs
         hub = self._hub
         if self._links:
             hub._callbacks.append((self._notify_links, ()))
@@ -178,7 +197,7 @@ class Greenlet(RawGreenlet, Generic[T]):
                 hub.handle_error(self, exception)
 
     def _notify_links(self) -> None:
-        links, self._links = self._links, []
+        links, self._links = self._links or [], None
         for link in links:
             try:
                 link(self)
@@ -237,22 +256,29 @@ class Greenlet(RawGreenlet, Generic[T]):
             raise RuntimeError("a greenlet cannot join itself")
         deadline = None if timeout is None else hub.now() + timeout
         waker = me.switch
-        self._links.append(waker)
+        if self._links is None:
+            self._links = [waker]
+        else:
+            self._links.append(waker)
         try:
             while not self._done:
                 if not hub.park_until(deadline) and not self._done:
                     return
         finally:
-            try:
-                self._links.remove(waker)
-            except ValueError:
-                pass
+            if self._links:
+                try:
+                    self._links.remove(waker)
+                except ValueError:
+                    pass
 
     # ---------------------------------------------------------------- links
 
     def rawlink(self, callback: Callable[[Any], Any]) -> None:
         """Call ``callback(self)`` in the hub when the greenlet finishes."""
-        self._links.append(callback)
+        if self._links is None:
+            self._links = [callback]
+        else:
+            self._links.append(callback)
         if self._done and len(self._links) == 1:
             self._hub._callbacks.append((self._notify_links, ()))
 
@@ -270,9 +296,12 @@ class Greenlet(RawGreenlet, Generic[T]):
 
     def unlink(self, callback: Callable[[Any], Any]) -> None:
         """Remove a callback added by any of the link methods."""
-        for i, link in enumerate(self._links):
+        links = self._links
+        if links is None:
+            return
+        for i, link in enumerate(links):
             if link == callback or callback == link:
-                del self._links[i]
+                del links[i]
                 return
 
     # ----------------------------------------------------------------- kill
@@ -337,7 +366,10 @@ class Greenlet(RawGreenlet, Generic[T]):
 
 def spawn(function: Callable[..., T], *args: Any, **kwargs: Any) -> Greenlet[T]:
     """Run ``function(*args, **kwargs)`` in a new greenlet; return the Greenlet."""
-    return Greenlet.spawn(function, *args, **kwargs)
+    g: Greenlet[T] = Greenlet(function, *args, **kwargs)
+    g._started = True
+    g._hub._callbacks.append((g.switch, ()))
+    return g
 
 
 def spawn_later(
