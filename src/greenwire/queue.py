@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from greenlet import getcurrent
 from greenlet import greenlet as RawGreenlet
 
-from greenwire._core import HubBlockingError, get_hub
+from greenwire._core import Hub, HubBlockingError, get_hub
 
 __all__ = [
     "Channel",
@@ -72,11 +72,14 @@ _UNBOUNDED = sys.maxsize
 class _QueueBase(Generic[T]):
     """What every queue shares: parking, waking, shutdown state, nowait and iteration."""
 
-    __slots__ = ("_getters", "_schedule", "_shutdown", "__weakref__")
+    __slots__ = ("_getters", "_schedule", "_hub", "_shutdown", "__weakref__")
 
     _getters: deque[_Ticket]
     #: The ready-queue ``append`` of the hub the waiters park on; set by each waiter.
     _schedule: _Schedule
+    #: The hub the last waiter parked in (a greenlet spawned by greenwire has it as its
+    #: parent, which saves a get_hub() per wait).
+    _hub: Hub | None
     _shutdown: bool
 
     if TYPE_CHECKING:  # defined by every subclass
@@ -148,7 +151,11 @@ class _QueueBase(Generic[T]):
             raise ShutDown
         if not block:
             raise unavailable
-        hub = get_hub()
+        g = getcurrent()
+        hub = self._hub
+        if hub is None or g.parent is not hub:
+            hub = self._hub = get_hub()
+            self._schedule = hub._callbacks.append
         deadline = None
         if timeout is not None:
             if timeout < 0:
@@ -156,10 +163,8 @@ class _QueueBase(Generic[T]):
             if timeout == 0:
                 raise unavailable
             deadline = hub.now() + timeout
-        g = getcurrent()
         if g is hub:
             raise HubBlockingError("cannot block inside the hub (in a callback or timer)")
-        self._schedule = hub._callbacks.append
         ticket: _Ticket = [g]
         waiters.append(ticket)
         try:
@@ -217,6 +222,7 @@ class Queue(_QueueBase[T]):
         self._getters = deque()
         self._putters: deque[_Ticket] = deque()
         self._shutdown = False
+        self._hub = None
         self._maxsize = maxsize if maxsize is not None and maxsize > 0 else 0
         # put() compares the size with _limit only: unbounded is a huge limit, and a shut
         # down queue has a negative one, which sends put() to the slow path that raises.
@@ -442,6 +448,7 @@ class JoinableQueue(Queue[T]):
             return True
         hub = get_hub()
         deadline = None if timeout is None else hub.now() + timeout
+        self._hub = hub
         self._schedule = hub._callbacks.append
         ticket: _Ticket = [getcurrent()]
         self._joiners.append(ticket)
@@ -493,6 +500,7 @@ class Channel(_QueueBase[T]):
         self._peekers: deque[_Ticket] = deque()
         self._offers: deque[_Offer[T]] = deque()
         self._shutdown = False
+        self._hub = None
 
     @property
     def maxsize(self) -> int:
@@ -525,6 +533,7 @@ class Channel(_QueueBase[T]):
         if g is hub:
             raise HubBlockingError("cannot block inside the hub (in a callback or timer)")
         deadline = None if timeout is None else hub.now() + timeout
+        self._hub = hub
         self._schedule = hub._callbacks.append
         offer = _Offer(g, item)
         self._offers.append(offer)
