@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import gc
 import os
+import socket
 from collections.abc import Iterator
 
 import pytest
 
 import greenwire
-from greenwire._core import Hub, VirtualClock, get_hub
-from greenwire._core.hub import _get_hub_or_none
+from greenwire._core import EpollBackend, Hub, SelectorsBackend, VirtualClock, get_hub
+from greenwire._core.hub import _get_hub_or_none, set_hub
 
 
 def _open_fds() -> set[int]:
@@ -92,3 +93,28 @@ def vclock(fresh_hub: Hub) -> VirtualClock:
     clock = VirtualClock()
     fresh_hub.set_clock(clock)
     return clock
+
+
+@pytest.fixture(params=["epoll", "selectors"])
+def hub(request: pytest.FixtureRequest, fresh_hub: Hub) -> Iterator[Hub]:
+    """A hub on each backend, with a virtual clock for the timeouts."""
+    backend = EpollBackend() if request.param == "epoll" else SelectorsBackend()
+    fresh_hub.destroy()
+    h = Hub(backend=backend, clock=VirtualClock())
+    h.error_handler = fresh_hub.error_handler
+    set_hub(h)
+    yield h
+    h.destroy()
+
+
+@pytest.fixture
+def pair(hub: Hub) -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A connected pair of non-blocking sockets, closed properly afterwards."""
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    yield a, b
+    for s in (a, b):
+        if s.fileno() >= 0:
+            hub.notify_closing(s)
+            s.close()

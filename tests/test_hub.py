@@ -289,3 +289,29 @@ def test_fork_child_gets_a_fresh_hub() -> None:
         os.close(r)
         os.waitpid(pid, 0)
     assert get_hub() is hub
+
+
+@pytest.mark.realtime
+def test_exception_from_signal_handler_reaches_main(fresh_hub: Hub) -> None:
+    import signal
+    import socket
+
+    class Interrupted(Exception):
+        pass
+
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    old = signal.signal(signal.SIGALRM, handler)
+    a, b = socket.socketpair()
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.01)
+        with pytest.raises(Interrupted):
+            fresh_hub.wait_readable(a)  # the hub blocks in epoll until the signal
+        assert fresh_hub.statistics().io_waiters == 0
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        for s in (a, b):
+            fresh_hub.notify_closing(s)
+            s.close()

@@ -5,38 +5,12 @@ from __future__ import annotations
 import os
 import socket
 import struct
-from collections.abc import Iterator
 
 import pytest
 
 import greenwire
 from greenwire import ClosedResourceError, ConcurrentWaitError, wait_readable, wait_writable
-from greenwire._core import EpollBackend, Hub, SelectorsBackend, VirtualClock, get_hub
-from greenwire._core.hub import set_hub
-
-
-@pytest.fixture(params=["epoll", "selectors"])
-def hub(request: pytest.FixtureRequest, fresh_hub: Hub) -> Iterator[Hub]:
-    """A hub on each backend, with a virtual clock for the timeouts."""
-    backend = EpollBackend() if request.param == "epoll" else SelectorsBackend()
-    fresh_hub.destroy()
-    h = Hub(backend=backend, clock=VirtualClock())
-    h.error_handler = fresh_hub.error_handler
-    set_hub(h)
-    yield h
-    h.destroy()
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    b.setblocking(False)
-    yield a, b
-    for s in (a, b):
-        if s.fileno() >= 0:
-            get_hub().notify_closing(s)
-            s.close()
+from greenwire._core import Hub
 
 
 def recv(sock: socket.socket, n: int = 65536) -> bytes:

@@ -13,7 +13,7 @@ from greenwire._core.errors import (
     LoopExit,
     WouldBlockForever,
 )
-from greenwire._core.fdwaits import FdState
+from greenwire._core.fdwaits import FdObserver, FdState
 from greenwire._core.hub import Hub, HubStatistics, get_hub, set_hub
 from greenwire._core.timeout import Timeout
 from greenwire._core.timers import Timer
@@ -23,6 +23,7 @@ __all__ = [
     "ClosedResourceError",
     "ConcurrentWaitError",
     "EpollBackend",
+    "FdObserver",
     "FdState",
     "Hub",
     "HubBlockingError",

@@ -193,6 +193,13 @@ class Hub(FdWaits, RawGreenlet):
             _print_error(self.error_handler, handler_exc)
             _print_error(context, exc)
 
+    def _raise_in_main(self, exc: BaseException) -> None:
+        main = self.parent
+        if main is None or main.dead:
+            self.handle_error(self, exc)
+        else:
+            main.throw(exc)
+
     def handle_system_error(self, exc: BaseException) -> None:
         """Deliver KeyboardInterrupt / SystemExit to the thread's main greenlet."""
         main = self.parent
@@ -255,8 +262,10 @@ class Hub(FdWaits, RawGreenlet):
                     self._fire_timers(self.now())
             except GreenletExit:
                 return
-            except BaseException as e:  # a signal handler raised while the hub ran
-                self.handle_error(self, e)
+            except BaseException as e:
+                # A signal handler raised while the hub was polling: like CPython, raise
+                # it in the main thread, i.e. the thread's main greenlet.
+                self._raise_in_main(e)
 
     def _fire_timers(self, now: float) -> None:
         pop_due = self._timers.pop_due
