@@ -1,0 +1,407 @@
+"""Cooperative ``_thread``: every new "thread" is a greenlet of the current hub.
+
+``threading`` is built on this module, so patching it (and the few names ``threading``
+copied at import, see :mod:`greenwire.green.threading`) turns ``threading.Thread`` into
+greenlets too.
+
+Identity
+--------
+:func:`get_ident` returns the real thread id in the main greenlet of each OS thread, and
+``id(greenlet)`` in every other greenlet. So ``threading.main_thread()`` stays right, real
+threads started with the original ``start_new_thread`` keep their idents, and no greenlet
+ident can equal a thread ident: both are addresses of live objects.
+
+How a joiner learns that a green thread ended
+---------------------------------------------
+CPython up to 3.12 gives each ``threading.Thread`` a *sentinel*: a lock that the new
+thread acquires (``_set_sentinel``) and that the interpreter releases when the thread
+state is deleted; ``join()`` waits by acquiring it, ``is_alive()`` by trying to, and
+``threading._shutdown`` joins non-daemon threads through the same locks. Here the sentinel
+is released by the green thread's greenlet as it finishes. Python 3.13 replaced sentinels
+with ``_ThreadHandle`` objects made by ``start_joinable_thread``; :class:`_ThreadHandle` is
+their green counterpart, and :func:`_shutdown` joins the non-daemon ones at exit before
+the real threads.
+
+Locks and real threads
+----------------------
+:func:`allocate_lock` returns a :class:`greenwire.lock.Lock` (and ``RLock`` a
+:class:`greenwire.lock.RLock`): cooperative, fair, and made for the greenlets of ONE OS
+thread. A lock made by them and contended from two OS threads at once (a real thread
+started with the original ``start_new_thread``, a thread-pool call that imports a module
+for the first time) is not safe: the waker does not wake another thread's hub. Locks
+created before patching are real ``_thread.lock`` objects and are left alone: they keep
+working from real threads, and between greenlets as long as none blocks while holding one.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from greenlet import GreenletExit, getcurrent
+
+from greenwire.event import Event
+from greenwire.green._registry import original
+from greenwire.greenlet import Greenlet
+from greenwire.local import local
+from greenwire.lock import Lock as _GreenLock
+from greenwire.lock import RLock as _GreenRLock
+
+__target__ = "_thread"
+
+_real_thread: Any = sys.modules["_thread"]
+_real_get_ident: Callable[[], int] = original("_thread", "get_ident")
+_real_count: Callable[[], int] = original("_thread", "_count")
+
+error = _real_thread.error
+TIMEOUT_MAX: float = _real_thread.TIMEOUT_MAX
+stack_size = _real_thread.stack_size
+get_native_id = _real_thread.get_native_id
+interrupt_main = _real_thread.interrupt_main
+exit = _real_thread.exit
+exit_thread = _real_thread.exit_thread
+
+
+class Lock(_GreenLock):
+    """``_thread.lock``: a :class:`greenwire.lock.Lock` that can be weakly referenced."""
+
+    __slots__ = ("__weakref__",)
+
+
+class RLock(_GreenRLock):
+    """``_thread.RLock``: a :class:`greenwire.lock.RLock` that can be weakly referenced.
+
+    Like the C type it ignores constructor arguments (``threading.RLock`` deprecates them).
+    """
+
+    __slots__ = ("__weakref__",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+
+
+LockType = Lock
+allocate_lock = Lock
+allocate = Lock
+_local = local
+
+# Green threads alive (started and not finished); added to _thread._count().
+_green_count = 0
+
+
+def get_ident() -> int:
+    """A unique id of the current greenlet (the real thread id in a thread's main one)."""
+    g = getcurrent()
+    if g.parent is None:
+        return _real_get_ident()
+    return id(g)
+
+
+def _count() -> int:
+    """The number of threads started through ``_thread`` that are still alive."""
+    return _real_count() + _green_count
+
+
+class _Sentinel(Lock):
+    """The lock a joiner waits on; released when its green thread ends.
+
+    ``locked()`` means "held", as for ``_thread.lock``: threading asserts that the lock is
+    unlocked right after a joiner released it, while other joiners may still be queued.
+    """
+
+    __slots__ = ()
+
+    def locked(self) -> bool:
+        return self._value <= 0
+
+
+class _UnraisableArgs:
+    """What ``sys.unraisablehook`` gets for an exception that ends a green thread."""
+
+    __slots__ = ("exc_type", "exc_value", "exc_traceback", "err_msg", "object")
+
+    def __init__(self, exc: BaseException, err_msg: str, obj: object) -> None:
+        self.exc_type = type(exc)
+        self.exc_value = exc
+        self.exc_traceback = exc.__traceback__
+        self.err_msg = err_msg
+        self.object = obj
+
+
+def _report_unraisable(exc: BaseException, function: object) -> None:
+    """Report what ended a thread as CPython does: through ``sys.unraisablehook``."""
+    if sys.version_info >= (3, 13):
+        args = _UnraisableArgs(exc, f"Exception ignored in thread started by {function!r}", None)
+    else:
+        args = _UnraisableArgs(exc, "Exception ignored in thread started by", function)
+    hook = sys.unraisablehook
+    if hook is not sys.__unraisablehook__:
+        try:
+            hook(args)  # type: ignore[arg-type]  # duck-typed: the real type is private
+            return
+        except BaseException as hook_exc:  # a broken hook must not kill the hub
+            exc = hook_exc
+    stderr = sys.stderr
+    if stderr is None:
+        return
+    header = args.err_msg if args.object is None else f"{args.err_msg}: {args.object!r}"
+    stderr.write(header + "\n" + "".join(traceback.format_exception(exc)))
+    stderr.flush()
+
+
+class _GreenThread(Greenlet[None]):
+    """The greenlet behind one green thread: runs the function, then lets joiners go."""
+
+    _sentinel: _Sentinel | None = None
+    _has_ended = False
+
+    def __init__(
+        self,
+        function: Callable[..., object],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        handle: _ThreadHandle | None,
+    ) -> None:
+        Greenlet.__init__(self, None, *args, **kwargs)
+        self._function: Callable[..., object] | None = function
+        self._handle = handle
+
+    def _run(self, *args: Any, **kwargs: Any) -> None:
+        function = self._function
+        assert function is not None
+        try:
+            function(*args, **kwargs)
+        except (SystemExit, GreenletExit):
+            pass  # a thread's quiet ways out
+        except BaseException as exc:  # reported as CPython does
+            _report_unraisable(exc, function)
+        finally:
+            self._function = None
+            del function, args, kwargs
+            self._ended()
+
+    def _finish(self, value: Any, exception: BaseException | None) -> None:
+        # Reached without _run when the greenlet is killed before it ever ran.
+        self._ended()
+        super()._finish(value, exception)
+
+    def _ended(self) -> None:
+        """Let the joiners go (once): release the sentinel, complete the handle."""
+        global _green_count
+        if self._has_ended:
+            return
+        self._has_ended = True
+        _green_count -= 1
+        sentinel = self._sentinel
+        if sentinel is not None:
+            self._sentinel = None
+            if sentinel.locked():
+                sentinel.release()
+        handle = self._handle
+        if handle is not None:
+            handle._set_done()
+
+
+def _spawn(
+    function: Callable[..., object],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    handle: _ThreadHandle | None,
+) -> _GreenThread:
+    global _green_count
+    g = _GreenThread(function, args, kwargs, handle)
+    _green_count += 1
+    g.start()
+    return g
+
+
+def start_new_thread(
+    function: Callable[..., object], args: tuple[Any, ...], kwargs: dict[str, Any] | None = None
+) -> int:
+    """Run ``function(*args, **kwargs)`` in a new greenlet; return its ident.
+
+    An exception that escapes ``function`` is reported through ``sys.unraisablehook``
+    (``SystemExit`` silently ends the thread), as for a real thread.
+
+    Raises:
+        TypeError: ``function`` is not callable, ``args`` not a tuple, ``kwargs`` not a dict.
+    """
+    if not callable(function):
+        raise TypeError("first arg must be callable")
+    if not isinstance(args, tuple):
+        raise TypeError("2nd arg must be a tuple")
+    if kwargs is None:
+        kwargs = {}
+    elif not isinstance(kwargs, dict):
+        raise TypeError("optional 3rd arg must be a dictionary")
+    return id(_spawn(function, args, kwargs, None))
+
+
+start_new = start_new_thread
+
+
+def _set_sentinel() -> Lock:
+    """A lock released when the current green thread ends (threading before 3.13)."""
+    lock = _Sentinel()
+    g = getcurrent()
+    if isinstance(g, _GreenThread):
+        g._sentinel = lock
+    return lock
+
+
+# ------------------------------------------------------------------ Python 3.13
+
+_NOT_STARTED, _RUNNING, _DONE = 0, 1, 2
+# Handles of green threads started and not finished, and the non-daemon ones among them.
+_live_handles: set[_ThreadHandle] = set()
+_non_daemon_handles: set[_ThreadHandle] = set()
+
+
+class _ThreadHandle:
+    """The green counterpart of 3.13's ``_thread._ThreadHandle``: join a green thread."""
+
+    __slots__ = ("_ident", "_state", "_done", "__weakref__")
+
+    def __init__(self) -> None:
+        self._ident = 0
+        self._state = _NOT_STARTED
+        self._done = Event()
+
+    @property
+    def ident(self) -> int:
+        return self._ident
+
+    def is_done(self) -> bool:
+        return self._state == _DONE
+
+    def _set_done(self) -> None:
+        if self._state == _NOT_STARTED:
+            raise RuntimeError("thread not started")
+        self._state = _DONE
+        _live_handles.discard(self)
+        _non_daemon_handles.discard(self)
+        self._done.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until the thread ends, at most ``timeout`` seconds (None or < 0: forever).
+
+        Raises:
+            RuntimeError: the thread was not started, or it is the current thread.
+        """
+        state = self._state
+        if state == _NOT_STARTED:
+            raise RuntimeError("thread not started")
+        if state == _DONE:
+            return
+        if self._ident == get_ident():
+            raise RuntimeError("Cannot join current thread")
+        self._done.wait(None if timeout is None or timeout < 0 else timeout)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__module__}._ThreadHandle object: ident={self._ident}>"
+
+
+def start_joinable_thread(
+    function: Callable[[], object], handle: Any = None, daemon: bool = True
+) -> Any:
+    """Run ``function()`` in a new greenlet; return the handle that joins it (3.13).
+
+    A real ``_thread._ThreadHandle`` (a ``threading.Thread`` created before patching and
+    started after) gets a real thread, since only a real thread can complete it.
+
+    Raises:
+        RuntimeError: the handle was already used.
+    """
+    if not callable(function):
+        raise TypeError("thread function must be callable")
+    if handle is None:
+        handle = _ThreadHandle()
+    elif not isinstance(handle, _ThreadHandle):
+        # A real handle: threading.Thread made its handle before patching. A green
+        # thread cannot complete a real handle, so the Thread gets a green one instead;
+        # anything else gets the real thread its real handle asks for.
+        owner = getattr(function, "__self__", None)
+        if getattr(owner, "_handle", None) is not handle:
+            real_start = original("_thread", "start_joinable_thread")
+            return real_start(function, handle=handle, daemon=daemon)
+        handle = owner._handle = _ThreadHandle()  # type: ignore[union-attr]
+    if handle._state != _NOT_STARTED:
+        raise RuntimeError("thread already started")
+    g = _spawn(function, (), {}, handle)  # scheduled, not running yet: fill the handle
+    handle._ident = id(g)
+    handle._state = _RUNNING
+    _live_handles.add(handle)
+    if not daemon:
+        _non_daemon_handles.add(handle)
+    return handle
+
+
+def _make_thread_handle(ident: int) -> _ThreadHandle:
+    """A handle for a thread of control not started here (main or dummy thread)."""
+    handle = _ThreadHandle()
+    handle._ident = ident
+    handle._state = _RUNNING
+    return handle
+
+
+def _shutdown() -> None:
+    """Wait for every non-daemon green thread, then every non-daemon real one (3.13)."""
+    me = get_ident()
+    while True:
+        pending = [h for h in _non_daemon_handles if h._ident != me]
+        if not pending:
+            break
+        for handle in pending:
+            handle.join()
+    real_shutdown = original("_thread", "_shutdown", None)
+    if real_shutdown is not None:
+        real_shutdown()
+
+
+def _after_fork_in_child() -> None:
+    # Only the forking greenlet goes on in the child: the hub it ran under is gone, and
+    # so is every other green thread, as every other thread is after a real fork.
+    me = get_ident()
+    for handle in list(_live_handles):
+        if handle._ident != me:
+            handle._state = _DONE
+            _live_handles.discard(handle)
+            _non_daemon_handles.discard(handle)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _implemented() -> list[str]:
+    names = ["LockType", "allocate_lock", "allocate", "RLock", "get_ident", "_local", "_count"]
+    names += ["start_new_thread", "start_new"]
+    if hasattr(_real_thread, "_set_sentinel"):
+        names.append("_set_sentinel")
+    if hasattr(_real_thread, "start_joinable_thread"):
+        names += ["start_joinable_thread", "_ThreadHandle", "_make_thread_handle", "_shutdown"]
+    return [name for name in names if hasattr(_real_thread, name)]
+
+
+__implements__ = _implemented()
+
+__all__ = [
+    "LockType",
+    "RLock",
+    "TIMEOUT_MAX",
+    "allocate",
+    "allocate_lock",
+    "error",
+    "exit",
+    "exit_thread",
+    "get_ident",
+    "get_native_id",
+    "interrupt_main",
+    "stack_size",
+    "start_joinable_thread",
+    "start_new",
+    "start_new_thread",
+]
