@@ -81,18 +81,20 @@ def _greenwire_server(params: dict[str, Any]) -> Numbers:
     import greenwire as gw
 
     hub = gw.get_hub()
-    wait_readable, wait_writable = hub.wait_readable, hub.wait_writable
 
     def handle(conn: socket.socket) -> None:
         buf = bytearray(RECV_BUFFER)
         view = memoryview(buf)
         recv_into, send = conn.recv_into, conn.send
+        # The hub's per-fd state, registered once: the lowest-level waits take it directly.
+        state = hub.register_fd(conn)
+        wait_readable, wait_writable = hub.wait_state_readable, hub.wait_state_writable
         try:
             while True:
                 try:
                     n = recv_into(buf)
                 except BlockingIOError:
-                    wait_readable(conn)
+                    wait_readable(state)
                     continue
                 if not n:
                     break
@@ -101,7 +103,12 @@ def _greenwire_server(params: dict[str, Any]) -> Numbers:
                     try:
                         sent += send(view[sent:n])
                     except BlockingIOError:
-                        wait_writable(conn)
+                        wait_writable(state)
+                if n < RECV_BUFFER:
+                    # A short read drained the stream: anything that arrives now raises a
+                    # new edge, so wait for it instead of paying for a recv that would
+                    # fail with EAGAIN (the hub's readiness flag keeps this safe).
+                    wait_readable(state)
         except ConnectionError:
             pass
         finally:
@@ -115,7 +122,7 @@ def _greenwire_server(params: dict[str, Any]) -> Numbers:
         try:
             conn, _ = listener.accept()
         except BlockingIOError:
-            wait_readable(listener)
+            hub.wait_readable(listener)
             continue
         conn.setblocking(False)
         gw.spawn(handle, conn)
