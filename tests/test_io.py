@@ -336,3 +336,31 @@ def test_many_connections_through_a_listener(hub: Hub) -> None:
 def test_invalid_fd_is_refused(hub: Hub) -> None:
     with pytest.raises(ValueError):
         hub.register_fd(-1)
+
+
+def test_waiting_first_after_a_short_read_loses_nothing(
+    hub: Hub, pair: tuple[socket.socket, ...]
+) -> None:
+    a, b = pair
+    messages = [b"m%03d" % i for i in range(200)]
+
+    def reader() -> bytes:
+        got = b""
+        wait_readable(a)
+        while len(got) < 4 * len(messages):
+            try:
+                chunk = a.recv(4096)
+            except BlockingIOError:
+                wait_readable(a)
+                continue
+            got += chunk
+            if len(chunk) < 4096 and len(got) < 4 * len(messages):
+                wait_readable(a, timeout=5)  # drained: wait for the next edge, no EAGAIN
+        return got
+
+    g = greenwire.spawn(reader)
+    for i, m in enumerate(messages):
+        b.send(m)
+        for _ in range(i % 3):  # vary whether the reader is parked or busy
+            greenwire.sleep(0)
+    assert g.get() == b"".join(messages)
