@@ -1297,3 +1297,41 @@ def test_module_functions_honour_what_is_patched_over_them_later(
     a, b = gs.socketpair()  # a class that is not green is not used
     with a, b:
         assert type(a) is gs.socket
+
+
+def test_msg_dontwait_on_a_blocking_socket_does_not_wait(
+    clock: VirtualClock, pair: tuple[gs.socket, gs.socket], tmp_path: Path
+) -> None:
+    client, server = pair
+    nowait = std.MSG_DONTWAIT
+    buf = bytearray(10)
+    for call in (
+        lambda: client.recv(10, nowait),
+        lambda: client.recv_into(buf, 0, nowait),
+        lambda: client.recvfrom(10, nowait),
+        lambda: client.recvfrom_into(buf, 0, nowait),
+        lambda: client.recvmsg(10, 0, nowait),
+        lambda: client.recvmsg_into([buf], 0, nowait),
+    ):
+        with pytest.raises(BlockingIOError):
+            call()
+    fill(client)
+    for call in (
+        lambda: client.send(b"x", nowait),
+        lambda: client.sendall(b"x", nowait),
+        lambda: client.sendall(PATTERN * 8, nowait),
+        lambda: client.sendmsg([b"x"], [], nowait),
+    ):
+        with pytest.raises(BlockingIOError):
+            call()
+    with gs.socket(std.AF_UNIX, std.SOCK_DGRAM) as rx, gs.socket(std.AF_UNIX, std.SOCK_DGRAM) as tx:
+        path = str(tmp_path / "dgram")
+        rx.bind(path)
+        with pytest.raises(BlockingIOError):
+            while True:
+                tx.sendto(b"x" * 100, nowait, path)
+    assert clock.now() == 0.0
+    client.settimeout(2.0)  # with a timeout the stdlib polls first: it does wait
+    with pytest.raises(TimeoutError):
+        client.recv(10, nowait)
+    assert clock.now() == 2.0

@@ -9,10 +9,11 @@ up to the pool's size (``GREENWIRE_THREADPOOL_SIZE``, default 10) lookups run at
 Calls that cannot block skip the thread, because libc answers them without consulting
 any name service: ``getaddrinfo`` of an IP literal (or ``None``) with a numeric port and
 without ``AI_CANONNAME``, ``gethostbyname`` of an IPv4 literal (CPython parses it itself),
-and ``getnameinfo`` with both ``NI_NUMERICHOST`` and ``NI_NUMERICSERV``, as well as
-calls with arguments the C code refuses before any lookup. These still call
-the same libc function, inline, so their results are libc's too. ``"localhost"`` is *not*
-short-cut: what it resolves to depends on ``/etc/hosts`` and the NSS configuration.
+``getnameinfo`` with both ``NI_NUMERICHOST`` and ``NI_NUMERICSERV``, and calls whose
+arguments the C code refuses before any lookup. They still call the same functions,
+inline, so their answers are libc's too. ``"localhost"`` is *not* short-cut: what it
+resolves to depends on ``/etc/hosts``, the NSS configuration and ``gai.conf``. Called
+from a pool thread, every lookup runs inline in that thread.
 
 This module can be used (and patched in) without :mod:`greenwire.green.socket`.
 """

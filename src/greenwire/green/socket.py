@@ -124,6 +124,7 @@ _AF_UNIX: int | None = getattr(_socket, "AF_UNIX", None)
 _SOCK_STREAM = _socket.SOCK_STREAM
 _SOL_SOCKET = _socket.SOL_SOCKET
 _SO_ERROR = _socket.SO_ERROR
+_MSG_DONTWAIT: int = getattr(_socket, "MSG_DONTWAIT", 0)
 _INET_FAMILIES = (_AF_INET, _AF_INET6)
 #: Polling interval bounds when connect() says EAGAIN (a full AF_UNIX backlog): nothing
 #: signals the connecting socket when the listener makes room, so it has to look again.
@@ -242,6 +243,15 @@ class socket(_BaseSocket):
             st = self._register(hub)
         return hub, st
 
+    def _must_not_wait(self, flags: int) -> bool:
+        """True if a call that would block must raise BlockingIOError instead of waiting.
+
+        That is non-blocking mode, and ``MSG_DONTWAIT`` on a blocking socket. With a
+        timeout the stdlib polls before each call, so there it waits even with the flag.
+        """
+        timeout = self._timeout
+        return timeout == 0.0 or (timeout is None and flags & _MSG_DONTWAIT != 0)
+
     def _blocked(self, writing: bool, op: Callable[..., Any], *args: Any) -> Any:
         """``op(self, *args)`` raised BlockingIOError: wait until ready and retry it.
 
@@ -287,6 +297,8 @@ class socket(_BaseSocket):
                     raise
                 result: bytes = self._blocked(False, _c_recv, bufsize, flags)
                 return result
+            if flags & _MSG_DONTWAIT:
+                raise
         hub = get_hub()
         st = self._state
         if self._hub is not hub or st is None or st.closed:
@@ -307,6 +319,8 @@ class socket(_BaseSocket):
                     raise
                 result: int = self._blocked(False, _c_recv_into, buffer, nbytes, flags)
                 return result
+            if flags & _MSG_DONTWAIT:
+                raise
         hub = get_hub()
         st = self._state
         if self._hub is not hub or st is None or st.closed:
@@ -322,7 +336,7 @@ class socket(_BaseSocket):
         try:
             return _c_recvfrom(self, bufsize, flags)
         except BlockingIOError:
-            if self._timeout == 0.0:
+            if self._must_not_wait(flags):
                 raise
         result: tuple[bytes, Any] = self._blocked(False, _c_recvfrom, bufsize, flags)
         return result
@@ -333,7 +347,7 @@ class socket(_BaseSocket):
         try:
             return _c_recvfrom_into(self, buffer, nbytes, flags)
         except BlockingIOError:
-            if self._timeout == 0.0:
+            if self._must_not_wait(flags):
                 raise
         result: tuple[int, Any] = self._blocked(False, _c_recvfrom_into, buffer, nbytes, flags)
         return result
@@ -344,7 +358,7 @@ class socket(_BaseSocket):
             try:
                 return _c_recvmsg(self, *args)  # type: ignore[no-any-return]
             except BlockingIOError:
-                if self._timeout == 0.0:
+                if self._must_not_wait(args[2] if len(args) > 2 else 0):
                     raise
             return self._blocked(False, _c_recvmsg, *args)  # type: ignore[no-any-return]
 
@@ -352,7 +366,7 @@ class socket(_BaseSocket):
             try:
                 return _c_recvmsg_into(self, *args)  # type: ignore[no-any-return]
             except BlockingIOError:
-                if self._timeout == 0.0:
+                if self._must_not_wait(args[2] if len(args) > 2 else 0):
                     raise
             return self._blocked(False, _c_recvmsg_into, *args)  # type: ignore[no-any-return]
 
@@ -362,7 +376,7 @@ class socket(_BaseSocket):
         try:
             return _c_send(self, data, flags)
         except BlockingIOError:
-            if self._timeout == 0.0:
+            if self._must_not_wait(flags):
                 raise
         result: int = self._blocked(True, _c_send, data, flags)
         return result
@@ -372,7 +386,7 @@ class socket(_BaseSocket):
         try:
             sent = _c_send(self, data, flags)
         except BlockingIOError:
-            if self._timeout == 0.0:
+            if self._must_not_wait(flags):
                 raise
             sent = 0
         else:
@@ -398,7 +412,7 @@ class socket(_BaseSocket):
                 sent += _c_send(self, view[sent:], flags)
                 continue
             except BlockingIOError:
-                if timeout == 0.0:
+                if self._must_not_wait(flags):
                     raise
             if deadline is not None:
                 timeout = deadline - hub.now()
@@ -412,7 +426,7 @@ class socket(_BaseSocket):
         try:
             return _c_sendto(self, data, *args)
         except BlockingIOError:
-            if self._timeout == 0.0:
+            if self._must_not_wait(args[0] if len(args) == 2 else 0):
                 raise
         result: int = self._blocked(True, _c_sendto, data, *args)
         return result
@@ -425,7 +439,7 @@ class socket(_BaseSocket):
             try:
                 return _c_sendmsg(self, *args)  # type: ignore[no-any-return]
             except BlockingIOError:
-                if self._timeout == 0.0:
+                if self._must_not_wait(args[2] if len(args) > 2 else 0):
                     raise
             result: int = self._blocked(True, _c_sendmsg, *args)
             return result
