@@ -1335,3 +1335,22 @@ def test_msg_dontwait_on_a_blocking_socket_does_not_wait(
     with pytest.raises(TimeoutError):
         client.recv(10, nowait)
     assert clock.now() == 2.0
+
+
+def test_one_shot_iterables_survive_a_wait() -> None:
+    a, b = gs.socketpair()
+    with a, b:
+        buf = bytearray(5)
+        reader = gw.spawn(b.recvmsg_into, (x for x in [buf]))
+        gw.sleep(0)
+        a.sendall(b"gen!!")
+        assert reader.get()[0] == 5 and buf == b"gen!!"
+        queued = fill(a)
+        writer = gw.spawn(a.sendmsg, (x for x in [b"after", b" full"]), iter([]))
+        gw.sleep(0)
+        assert not writer.ready()
+        assert len(recv_exactly(b, queued)) == queued
+        assert writer.get() == 10
+        assert recv_exactly(b, 10) == b"after full"
+        with pytest.raises(TypeError):
+            a.sendmsg(42)

@@ -138,6 +138,16 @@ _ExceptionGroup: Any = getattr(builtins, "ExceptionGroup", None)  # Python 3.11+
 _os_sendfile: Callable[[int, int, int, int], int] | None = original("os", "sendfile", None)
 
 
+def _reusable(items: Any) -> Any:
+    """``items`` as a list if it is a one-shot iterable (a retry must see it again)."""
+    if type(items) is list or type(items) is tuple:
+        return items
+    try:
+        return list(items)
+    except TypeError:
+        return items  # not iterable: the C call raises its own error
+
+
 def _normalized_timeout(sock: _CSocket, value: Any) -> float | None:
     """``value`` as ``settimeout`` stores it, or the exception the stdlib raises for it."""
     if value is None:
@@ -363,6 +373,8 @@ class socket(_BaseSocket):
             return self._blocked(False, _c_recvmsg, *args)  # type: ignore[no-any-return]
 
         def recvmsg_into(self, *args: Any) -> tuple[int, list[tuple[int, int, bytes]], int, Any]:
+            if args:
+                args = (_reusable(args[0]), *args[1:])
             try:
                 return _c_recvmsg_into(self, *args)  # type: ignore[no-any-return]
             except BlockingIOError:
@@ -436,6 +448,8 @@ class socket(_BaseSocket):
         def sendmsg(self, *args: Any) -> int:
             if len(args) == 4 and args[3] is not None:
                 args = (*args[:3], self._resolved(args[3]))
+            if args:  # buffers and ancillary data, both iterables
+                args = (*map(_reusable, args[:2]), *args[2:])
             try:
                 return _c_sendmsg(self, *args)  # type: ignore[no-any-return]
             except BlockingIOError:
