@@ -9,10 +9,13 @@ the non-blocking operation first, and wait only when it raises ``BlockingIOError
         except BlockingIOError:
             wait_readable(sock)
 
-On a stream socket a short read (fewer bytes than asked for) means the kernel buffer was
-drained, so the next call may wait *first* and skip the ``recv`` that would fail with
-``EAGAIN``: data arriving later raises a new edge, and an edge that arrives while nobody
-waits is remembered by the hub. That saves a syscall and an exception per message.
+A caller that alone owns a plain TCP connection (no urgent data, no other greenlet
+waiting on it, no ``MSG_PEEK``) may, after a short read, wait *first* and skip the
+``recv`` that would fail with ``EAGAIN``: data arriving later raises a new edge, and an
+edge that arrives while nobody waits is remembered by the hub. This is not safe in
+general: a read stops short at a TCP urgent mark or at AF_UNIX ancillary data without a
+new edge to follow, and datagram sockets return one message per read. When in doubt,
+retry the operation first.
 
 Call :func:`notify_closing` before closing an fd that greenlets may be waiting on: they
 wake with :class:`~greenwire.ClosedResourceError` instead of waiting forever.
