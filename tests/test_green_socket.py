@@ -1354,3 +1354,49 @@ def test_one_shot_iterables_survive_a_wait() -> None:
         assert recv_exactly(b, 10) == b"after full"
         with pytest.raises(TypeError):
             a.sendmsg(42)
+
+
+def test_flags_and_sizes_bypass_the_fast_reader(pair: tuple[gs.socket, gs.socket]) -> None:
+    client, server = pair
+    hub = gw.get_hub()
+    first = gw.spawn(client.recv, 10)  # waits once: the fast reader is made
+    gw.sleep(0)
+    server.sendall(b"first")
+    assert first.get() == b"first"
+    buf = bytearray(10)
+    for call, expected in (
+        (lambda: client.recv(10, std.MSG_PEEK), b"peeked"),
+        (lambda: client.recv_into(buf, 3, std.MSG_PEEK), 3),
+        (lambda: client.recv_into(buf, 4), 4),
+        (lambda: client.recv(0), b""),
+    ):
+        waiter = gw.spawn(call)
+        gw.sleep(0)
+        hub.run_callback(waiter.switch)  # a stale wake-up on the way
+        gw.sleep(0)
+        if expected:
+            assert not waiter.ready()
+            server.sendall(b"peeked")
+        assert waiter.get() == expected
+        if expected == b"peeked" or expected == 3:
+            assert client.recv(100) == b"peeked"  # a peek leaves the data in place
+        elif expected == 4:
+            assert buf[:4] == b"peek" and client.recv(100) == b"ed"
+
+
+def test_a_closed_socket_never_reads_through_its_old_fd_number(
+    pair: tuple[gs.socket, gs.socket],
+) -> None:
+    client, server = pair
+    first = gw.spawn(client.recv, 10)  # the fast reader is made
+    gw.sleep(0)
+    server.sendall(b"x")
+    assert first.get() == b"x"
+    client.close()
+    a, b = gs.socketpair()  # very likely takes the freed number
+    with a, b:
+        b.sendall(b"not yours")
+        with pytest.raises(OSError) as exc:
+            client.recv(100)
+        assert exc.value.errno == errno.EBADF
+        assert a.recv(100) == b"not yours"

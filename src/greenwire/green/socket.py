@@ -21,6 +21,10 @@ and tries again. Wake-ups are hints, so the retry loops; with a timeout the dead
 fixed when the wait starts, and expiry raises ``TimeoutError("timed out")``, which is
 ``socket.timeout``.
 
+In blocking mode, ``recv`` and ``recv_into`` without flags read through an ``io.FileIO``
+on the same fd once they have had to wait: it answers "would block" with None instead of
+an exception, which is most of the cost of the wait in a request/response server.
+
 The fd is registered with the hub the first time a call has to wait, not at creation:
 sockets that never wait cost no ``epoll_ctl``. Registering after the failed call loses
 nothing, because epoll reports a direction that is already ready when an fd is added.
@@ -37,6 +41,11 @@ the socket wake with :class:`~greenwire.ClosedResourceError` (an ``OSError`` wit
 it. That happens in ``_real_close`` (the one place the stdlib closes the fd: ``close()``
 without open makefiles, or the last makefile's ``close()``), in ``detach()`` and when an
 unclosed socket is garbage-collected.
+
+What differs from the stdlib, by design: the fd itself is always ``O_NONBLOCK`` (visible
+to ``fcntl`` and to ``os.read(sock.fileno())``; ``detach()`` hands it back in the mode the
+stdlib would have left); ``settimeout``/``setblocking`` make no syscall, so an fd closed
+behind the socket's back shows up at the next I/O call rather than there.
 
 Host names in the addresses given to ``connect``, ``connect_ex``, ``sendto`` and
 ``sendmsg`` would make the C layer call libc's resolver inline and block the hub; they are
@@ -105,8 +114,6 @@ _c_fileno = _CSocket.fileno
 _c_gettimeout = _CSocket.gettimeout
 _c_settimeout = _CSocket.settimeout
 _c_setblocking = _CSocket.setblocking
-_c_close = _CSocket.close
-_c_detach = _CSocket.detach
 _c_finalize: Callable[[_CSocket], None] = _CSocket.__dict__.get("__del__", lambda s: None)
 _c_family: Callable[[_CSocket], int] = _CSocket.__dict__["family"].__get__
 _c_type: Callable[[_CSocket], int] = _CSocket.__dict__["type"].__get__
@@ -116,6 +123,7 @@ _c_recvmsg: Any = getattr(_CSocket, "recvmsg", None)
 _c_recvmsg_into: Any = getattr(_CSocket, "recvmsg_into", None)
 _c_sendmsg: Any = getattr(_CSocket, "sendmsg", None)
 
+_FileIO = io.FileIO
 _getdefaulttimeout = _socket.getdefaulttimeout
 _SOCK_NONBLOCK: int = getattr(_socket, "SOCK_NONBLOCK", 0)
 _AF_INET = _socket.AF_INET
@@ -174,11 +182,12 @@ class socket(_BaseSocket):
     Same constructor and methods as the stdlib class; see the module docstring.
     """
 
-    __slots__ = ("_timeout", "_hub", "_state")
+    __slots__ = ("_timeout", "_hub", "_state", "_reader")
 
     _timeout: float | None
     _hub: Hub | None
     _state: FdState | None
+    _reader: io.FileIO | None
 
     def __init__(
         self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None
@@ -209,6 +218,7 @@ class socket(_BaseSocket):
         self._timeout = timeout
         self._hub = None
         self._state = None
+        self._reader = None
 
     # --------------------------------------------------------------- timeouts
 
@@ -295,52 +305,85 @@ class socket(_BaseSocket):
 
     # ------------------------------------------------------------- receiving
 
-    # recv and recv_into are what servers spend their time in: their blocking-mode wait
-    # is spelled out instead of going through _blocked.
+    # recv and recv_into are what servers spend their time in. In blocking mode, once a
+    # call has had to wait, they read through an io.FileIO on the same fd: read(2) is
+    # recv(2) without flags, and FileIO says "would block" by returning None where the
+    # socket method raises BlockingIOError. Raising, catching and the traceback's frame
+    # object cost more than the rest of the wrapper; servers hit that once per request.
 
     def recv(self, bufsize: int, flags: int = 0, /) -> bytes:
-        try:
-            return _c_recv(self, bufsize, flags)
-        except BlockingIOError:
-            if self._timeout is not None:
-                if self._timeout == 0.0:
-                    raise
-                result: bytes = self._blocked(False, _c_recv, bufsize, flags)
-                return result
-            if flags & _MSG_DONTWAIT:
-                raise
-        hub = get_hub()
-        st = self._state
-        if self._hub is not hub or st is None or st.closed:
-            st = self._register(hub)
-        while True:
-            hub.wait_state_readable(st)
+        reader = self._reader
+        if reader is not None and not flags and bufsize > 0 and self._timeout is None:
+            data: bytes | None = reader.read(bufsize)
+            if data is not None:
+                return data
+        else:
             try:
                 return _c_recv(self, bufsize, flags)
             except BlockingIOError:
-                pass
-
-    def recv_into(self, buffer: WriteableBuffer, nbytes: int = 0, flags: int = 0) -> int:
-        try:
-            return _c_recv_into(self, buffer, nbytes, flags)
-        except BlockingIOError:
-            if self._timeout is not None:
-                if self._timeout == 0.0:
+                if self._timeout is not None:
+                    if self._timeout == 0.0:
+                        raise
+                    result: bytes = self._blocked(False, _c_recv, bufsize, flags)
+                    return result
+                if flags & _MSG_DONTWAIT:
                     raise
-                result: int = self._blocked(False, _c_recv_into, buffer, nbytes, flags)
-                return result
-            if flags & _MSG_DONTWAIT:
-                raise
+            if not flags and bufsize > 0:
+                reader = self._reader = _FileIO(_c_fileno(self), "rb", closefd=False)
+            else:
+                reader = None  # flags (MSG_PEEK...) need the socket call
         hub = get_hub()
         st = self._state
         if self._hub is not hub or st is None or st.closed:
             st = self._register(hub)
         while True:
             hub.wait_state_readable(st)
+            if reader is not None:
+                data = reader.read(bufsize)
+                if data is not None:
+                    return data
+            else:
+                try:
+                    return _c_recv(self, bufsize, flags)
+                except BlockingIOError:
+                    pass
+
+    def recv_into(self, buffer: WriteableBuffer, nbytes: int = 0, flags: int = 0) -> int:
+        reader = self._reader
+        if reader is not None and not (nbytes or flags) and self._timeout is None:
+            count: int | None = reader.readinto(buffer)
+            if count is not None:
+                return count
+        else:
             try:
                 return _c_recv_into(self, buffer, nbytes, flags)
             except BlockingIOError:
-                pass
+                if self._timeout is not None:
+                    if self._timeout == 0.0:
+                        raise
+                    result: int = self._blocked(False, _c_recv_into, buffer, nbytes, flags)
+                    return result
+                if flags & _MSG_DONTWAIT:
+                    raise
+            if not (nbytes or flags):
+                reader = self._reader = _FileIO(_c_fileno(self), "rb", closefd=False)
+            else:
+                reader = None  # flags (MSG_PEEK...) and nbytes need the socket call
+        hub = get_hub()
+        st = self._state
+        if self._hub is not hub or st is None or st.closed:
+            st = self._register(hub)
+        while True:
+            hub.wait_state_readable(st)
+            if reader is not None:
+                count = reader.readinto(buffer)
+                if count is not None:
+                    return count
+            else:
+                try:
+                    return _c_recv_into(self, buffer, nbytes, flags)
+                except BlockingIOError:
+                    pass
 
     def recvfrom(self, bufsize: int, flags: int = 0, /) -> tuple[bytes, Any]:
         try:
@@ -569,6 +612,7 @@ class socket(_BaseSocket):
 
     def _forget_fd(self) -> None:
         """Tell the hub the fd is going away: wakes its waiters, removes it from epoll."""
+        self._reader = None  # it holds the fd number, which may soon name another file
         hub = self._hub
         if hub is not None:
             st = self._state
