@@ -17,8 +17,8 @@ demo: $(VENV)/.installed
 	$(PY) -m greenwire.demo
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check src tests $(wildcard bench)
-	$(VENV)/bin/ruff format --check src tests $(wildcard bench)
+	$(VENV)/bin/ruff check src tests $(wildcard bench examples stdlib_tests)
+	$(VENV)/bin/ruff format --check src tests $(wildcard bench examples stdlib_tests)
 
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
