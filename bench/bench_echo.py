@@ -13,10 +13,15 @@ time. When the client reports, the orchestrator reads the server's CPU time agai
 * k requests/s = requests / wall time of the load, as seen by the client (higher is
   better). On 2 cores the client competes for CPU, so this is bounded by the client too.
 
-The servers are what a user of each library would write: greenwire with its lowest-level
-readiness waits (try the non-blocking call, ``hub.wait_readable`` / ``wait_writable`` on
-``BlockingIOError``, ``notify_closing`` before ``close``), gevent with ``gevent.socket``,
-eventlet with ``eventlet.green.socket``.
+Two tables, two ways to write the server:
+
+* ``echo``: what a user of each library would write against its own API: greenwire with
+  its lowest-level readiness waits (try the non-blocking call, ``hub.wait_readable`` /
+  ``wait_writable`` on ``BlockingIOError``, ``notify_closing`` before ``close``), gevent
+  with ``gevent.socket``, eventlet with ``eventlet.green.socket``.
+* ``echo-stdlib``: one plain blocking-socket server (``socket`` module, ``recv_into`` and
+  ``sendall``), unchanged, after each library's ``patch_all()``: the path that patched
+  programs take through greenwire's green ``socket`` module.
 """
 
 from __future__ import annotations
@@ -55,8 +60,15 @@ SERVER_CPU = Metric("server_us_per_request", "server CPU µs per request", False
 RATE = Metric("krps", "k requests / s (wall clock)", True, 1)
 CLIENT_CPU = Metric("client_us_per_request", "client CPU µs per request", False, 2, compare=False)
 
+STDLIB_NAME = "echo-stdlib"
+
 TARGETS = [
-    Target(NAME, "echo server CPU per request <= 0.7x gevent's", cost_at_most(SERVER_CPU, 0.7))
+    Target(NAME, "echo server CPU per request <= 0.7x gevent's", cost_at_most(SERVER_CPU, 0.7)),
+    Target(
+        STDLIB_NAME,
+        "echo through the patched socket module: server CPU <= 0.7x gevent's",
+        cost_at_most(SERVER_CPU, 0.7),
+    ),
 ]
 
 
@@ -77,7 +89,45 @@ def _announce(listener: Any) -> None:
 # ------------------------------------------------------------------------ servers
 
 
+def _stdlib_server() -> Numbers:
+    """The same blocking-socket echo server for every library, run after its patch."""
+    import threading
+
+    def handle(conn: socket.socket) -> None:
+        buf = bytearray(RECV_BUFFER)
+        view = memoryview(buf)
+        with conn:
+            try:
+                while True:
+                    n = conn.recv_into(buf)
+                    if not n:
+                        break
+                    conn.sendall(view[:n])
+            except ConnectionError:
+                pass
+
+    listener = _listen()
+    _announce(listener)
+    while True:
+        conn, _ = listener.accept()
+        threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+
+def _patched(patch: Any) -> Numbers:
+    """Patch first, then import ``socket`` afresh in the server (as a program would)."""
+    patch()
+    import socket as patched_socket
+
+    globals()["socket"] = patched_socket
+    return _stdlib_server()
+
+
 def _greenwire_server(params: dict[str, Any]) -> Numbers:
+    if params.get("variant") == "stdlib":
+        from greenwire import monkey
+
+        return _patched(monkey.patch_all)
+
     import greenwire as gw
 
     hub = gw.get_hub()
@@ -129,6 +179,11 @@ def _greenwire_server(params: dict[str, Any]) -> Numbers:
 
 
 def _gevent_server(params: dict[str, Any]) -> Numbers:
+    if params.get("variant") == "stdlib":
+        from gevent import monkey
+
+        return _patched(monkey.patch_all)
+
     import gevent
     from gevent import socket as gsocket
 
@@ -156,6 +211,11 @@ def _gevent_server(params: dict[str, Any]) -> Numbers:
 
 
 def _eventlet_server(params: dict[str, Any]) -> Numbers:
+    if params.get("variant") == "stdlib":
+        import eventlet
+
+        return _patched(eventlet.monkey_patch)
+
     import eventlet
     from eventlet.green import socket as esocket
 
@@ -285,7 +345,7 @@ def run_once(impl: str, params: dict[str, Any]) -> Numbers:
     python, script = sys.executable, __file__
     with tempfile.TemporaryFile("w+") as server_log, tempfile.TemporaryFile("w+") as client_log:
         server = subprocess.Popen(
-            [python, script, "--worker", impl, "{}"],
+            [python, script, "--worker", impl, json.dumps({"variant": params["variant"]})],
             stdout=subprocess.PIPE,
             stderr=server_log,
             text=True,
@@ -339,18 +399,28 @@ def run(opts: Options) -> list[Table]:
         "warmup": 10,
         "max_seconds": 120.0,
     }
-    table = Table(
-        NAME,
-        f"TCP echo, {MESSAGE_SIZE} B messages, {connections} connections,"
-        f" {connections * per_conn:,} requests per run",
-        [SERVER_CPU, RATE, CLIENT_CPU],
-        note=(
-            "Server CPU from /proc/<pid> of the server process around the load; the client"
-            " is a separate plain-Python selectors process, identical for every server, and"
-            " shares the 2 cores with it, so requests/s depends on the client's speed too."
-        ),
+    note = (
+        "Server CPU from /proc/<pid> of the server process around the load; the client"
+        " is a separate plain-Python selectors process, identical for every server, and"
+        " shares the 2 cores with it, so requests/s depends on the client's speed too."
     )
-    return [collect(table, opts, lambda impl: run_once(impl, params))]
+    size = (
+        f"{MESSAGE_SIZE} B messages, {connections} connections,"
+        f" {connections * per_conn:,} requests per run"
+    )
+    native = Table(
+        NAME, f"TCP echo, each library's own API, {size}", [SERVER_CPU, RATE, CLIENT_CPU], note=note
+    )
+    stdlib = Table(
+        STDLIB_NAME,
+        f"TCP echo, one blocking stdlib-socket server after each library's patch_all(), {size}",
+        [SERVER_CPU, RATE, CLIENT_CPU],
+        note=note,
+    )
+    return [
+        collect(native, opts, lambda impl: run_once(impl, {**params, "variant": "native"})),
+        collect(stdlib, opts, lambda impl: run_once(impl, {**params, "variant": "stdlib"})),
+    ]
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import bench_handoff
 import bench_memory
 import bench_sleep
 import bench_spawn
+import bench_throughput
 import bench_timers
 from _common import Options, Table, Target, add_options, options_from, print_targets
 
@@ -36,6 +37,7 @@ MODULES: list[ModuleType] = [
     bench_timers,
     bench_memory,
     bench_echo,
+    bench_throughput,
 ]
 
 _LOOP_PROBES = {
