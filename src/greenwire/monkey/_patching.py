@@ -114,6 +114,10 @@ def _apply(plan: _Plan) -> bool:
         record_original(target_name, name, getattr(plan.target, name))
         setattr(plan.target, name, getattr(plan.green, name))
         done.add(name)
+    # Optional: what replacing names cannot do (green.ssl sets a stdlib class attribute).
+    hook = getattr(plan.green, "__patch__", None)
+    if hook is not None:
+        hook()
     notify(DidPatchModule(plan.green_name, target_name, plan.green, plan.target, plan.names))
     return True
 
