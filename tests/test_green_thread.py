@@ -465,3 +465,38 @@ def test_patched_thread_module_starts_greenlets_and_keeps_real_threads() -> None
         "[(0, True), (1, True), (2, True)]",
         "[True] greenwire.green.thread",
     ]
+
+
+# ------------------------------------------------------------------- real OS threads
+
+
+def test_count_leaves_the_thread_pools_workers_out() -> None:
+    from greenwire.threadpool import ThreadPool
+
+    before, real_before = thread._count(), _thread._count()
+    with ThreadPool(1) as pool:
+        pool.submit(int).get()  # the worker stays, idle, after the call
+        assert _thread._count() == real_before + 1
+        assert thread._count() == before
+
+
+def test_a_real_thread_joins_a_green_thread_through_its_handle() -> None:
+    import threading
+
+    gate = greenwire.Event()
+    handle = thread.start_joinable_thread(gate.wait)
+    joining = threading.Event()
+    seen: list[bool] = []
+
+    def joiner() -> None:
+        joining.set()
+        handle.join(30)
+        seen.append(handle.is_done())
+
+    real = threading.Thread(target=joiner)
+    real.start()
+    assert joining.wait(30)
+    gate.set()
+    handle.join()  # the green thread ends, which lets the real joiner go
+    real.join(30)
+    assert seen == [True]

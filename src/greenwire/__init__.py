@@ -14,6 +14,7 @@ from greenwire._core import (
     WouldBlockForever,
     get_hub,
 )
+from greenwire.condition import Condition
 from greenwire.event import AsyncResult, Event
 from greenwire.greenlet import (
     Greenlet,
@@ -30,7 +31,7 @@ from greenwire.greenlet import (
 )
 from greenwire.io import notify_closing, wait_readable, wait_writable
 from greenwire.local import local
-from greenwire.lock import BoundedSemaphore, Condition, Lock, RLock, Semaphore
+from greenwire.lock import Lock, RLock
 from greenwire.pool import Group, Pool, PoolFull
 from greenwire.queue import (
     Channel,
@@ -42,6 +43,7 @@ from greenwire.queue import (
     Queue,
     ShutDown,
 )
+from greenwire.semaphore import BoundedSemaphore, Semaphore
 from greenwire.taskgroup import TaskGroup, TaskGroupError
 from greenwire.threadpool import ThreadPool, ThreadResult, get_threadpool, run_in_thread
 from greenwire.timeout import (

@@ -1,33 +1,56 @@
-"""Semaphores, locks and condition variables for greenlets.
+"""Locks for greenlets, safe across OS threads.
 
-:class:`Lock`, :class:`RLock` and :class:`Condition` follow :mod:`threading` exactly
-(signatures, return values, errors) so that monkey patching can swap them in;
-:class:`Semaphore` and :class:`BoundedSemaphore` follow gevent's (``timeout=None`` means
-forever) and accept threading's ``release(n)``.
+:class:`Lock` and :class:`RLock` follow :mod:`threading` exactly (signatures, return
+values, errors) so that monkey patching can swap them in. Semaphores live in
+:mod:`greenwire.semaphore`, condition variables in :mod:`greenwire.condition`.
 
 Fairness
 --------
-All of them are built on one FIFO queue of parked greenlets and a permit counter. A
-greenlet may take a permit only when it is first in the queue, and a newcomer never
-overtakes the queue: while anybody waits, ``acquire(blocking=False)`` fails and a
-blocking ``acquire()`` queues behind them, even if a permit was just released. That is
-what keeps a greenlet that releases and re-acquires in a loop from starving the others.
+Both serve waiters first come, first served, and a newcomer never overtakes the queue:
+while anybody waits, ``acquire(blocking=False)`` fails and a blocking ``acquire()`` queues
+behind them, even if the lock was just released. That is what keeps a greenlet
+that releases and re-acquires in a loop from starving the others.
 
-A release counts the permit and, if nobody has been woken yet, schedules the head of the
-queue's own ``switch`` as ONE hub callback: the hub resumes it directly, with no Python
-frame in between, and the head takes its permit itself, then wakes the next in line if
-permits remain. So data never travels through ``switch()``. A head that leaves by
-timeout or kill (its ``finally`` removes it from the queue) leaves the permit in the
-counter and hands the wake-up to the new head; the wake-up scheduled for it may then
-reach it once, spuriously, wherever it parks next, which every primitive tolerates.
+Locks and OS threads
+--------------------
+Under monkey patching every ``threading`` lock is a :class:`Lock` or :class:`RLock`, and
+one of them may be shared by a greenlet of the main thread and a real OS thread (a
+thread-pool call, an original ``threading.Thread``, a C library's callback). So these two
+are safe across OS threads, without slowing down the single-thread case:
+
+* The lock *is* a one-element list: ``list.pop()`` takes the token and ``append`` puts it
+  back, each one atomic. An uncontended acquire and release cost what the plain counter
+  they replace cost, and no OS lock is made per lock.
+* A release that finds waiters does not unlock: it hands the still-locked lock to the
+  head of the queue (marks it granted, then wakes it). Nobody can overtake a handover,
+  and the head owns the lock before it even runs.
+* A waiter queues, then tries the token once more before it parks; a releaser that found
+  nobody puts the token back, then looks at the queue once more. Whatever the
+  interleaving of two OS threads, one of the two sees the other: no wake-up is lost.
+* A waiter that leaves early (timeout, kill) removes itself from the queue. If it is no
+  longer there, a releaser has just handed it the lock: it owns it, and passes it on if
+  it is leaving because of an exception.
+* The wake-up goes to the waiter's own hub: a plain callback in the releaser's thread,
+  ``run_callback_threadsafe`` from any other. While it waits, the waiter holds its hub
+  (no ``LoopExit``) if another OS thread may release the lock; in a single-threaded
+  program a lock that can never be released still ends in ``LoopExit``.
+* The main greenlet of an OS thread that has no hub (a pool worker, a real thread that
+  never used a greenlet) does not make one: it blocks in the OS, on a private OS lock
+  that the releaser releases.
+
+:class:`~greenwire.semaphore.Semaphore` and :class:`~greenwire.condition.Condition` are
+for the greenlets of one OS thread (their waiters are woken through one hub); across
+threads, use ``threading``'s under patching, which are built on :class:`Lock`.
 """
 
 from __future__ import annotations
 
-import warnings
+import threading as _stdlib_threading
 from _thread import TIMEOUT_MAX
+from _thread import _count as _real_thread_count
+from _thread import allocate_lock as _allocate_os_lock
+from _thread import get_ident as _thread_ident
 from collections import deque
-from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -35,8 +58,12 @@ from greenlet import getcurrent
 from greenlet import greenlet as RawGreenlet
 
 from greenwire._core import Hub, HubBlockingError, get_hub
+from greenwire._core.threadpool import existing_hub, worker_threads_alive
 
-__all__ = ["BoundedSemaphore", "Condition", "Lock", "RLock", "Semaphore"]
+# This module is imported before anything can be patched: these are the real ones.
+_MAIN_THREAD_IDENT = _stdlib_threading.main_thread().ident
+
+__all__ = ["Lock", "RLock"]
 
 
 def _check_lock_timeout(blocking: bool, timeout: float) -> None:
@@ -57,214 +84,207 @@ def _hub_to_park_in(g: RawGreenlet) -> Hub:
     return hub
 
 
-class _FairPermits:
-    """A permit counter with a FIFO queue of parked greenlets (see the module doc)."""
+# A lock waiter is a list, the cheapest mutable record to make for every wait:
+# [greenlet, its hub (None if it blocks in the OS), its OS lock (or None), state].
+_GREENLET, _HUB, _OS_LOCK, _STATE = range(4)
+# Its states: queued, handed the lock, gone (it returned or raised).
+_QUEUED, _GRANTED, _GONE = range(3)
+_LockWaiter = list[Any]
 
-    __slots__ = ("_value", "_waiters", "_hub", "_woken")
 
-    def __init__(self, value: int) -> None:
-        self._value = value
-        self._waiters: deque[RawGreenlet] = deque()
-        self._hub: Hub | None = None
-        # The queue head whose wake-up is scheduled, until it takes its turn or leaves.
-        self._woken: RawGreenlet | None = None
+def _wake_parked(waiter: _LockWaiter) -> None:
+    # Runs in the waiter's hub, sent from another OS thread. A waiter that left already
+    # (its timeout fired as the lock was handed to it) is busy elsewhere: leave it be.
+    if waiter[_STATE] == _GRANTED:
+        waiter[_GREENLET].switch()
 
-    def _wake_head(self) -> None:
-        """Schedule the head of the queue to take its turn, unless that is done."""
-        if self._woken is None:
-            g = self._woken = self._waiters[0]
-            self._hub._callbacks.append((g.switch, ()))  # type: ignore[union-attr]
 
-    def _block(self, timeout: float | None, take: bool) -> bool:
-        """Queue and park until first in line with a permit available.
+def _other_threads_may_release() -> bool:
+    """True if an OS thread other than this one may release a lock this one waits for.
 
-        Args:
-            timeout: seconds, None for forever; <= 0 gives up at once.
-            take: take the permit (acquire) or only wait for one to be available.
+    In the main thread, only threads started through ``_thread`` (less greenwire's own pool
+    workers, whose calls hold the submitting hub anyway) can. Anywhere else the main thread
+    can. While this is false a lock wait may end in ``LoopExit``; while true it may not.
+    """
+    count = _real_thread_count()
+    if not count:  # no thread was started: this is the main thread, alone
+        return False
+    return _thread_ident() != _MAIN_THREAD_IDENT or count > worker_threads_alive()
 
-        Returns:
-            True when served, False on timeout.
+
+class _HandoffLock:
+    """The thread-safe core of :class:`Lock` and :class:`RLock` (see the module doc)."""
+
+    __slots__ = ("_free", "_waiters", "_granted")
+
+    def __init__(self) -> None:
+        # Holds one token while unlocked: ``list.pop`` and ``list.append`` are atomic.
+        self._free: list[bool] = [True]
+        self._waiters: deque[_LockWaiter] = deque()
+        # The waiter the lock was last handed to, until it runs.
+        self._granted: _LockWaiter | None = None
+
+    def locked(self) -> bool:
+        """True if ``acquire(blocking=False)`` would fail right now."""
+        return not self._free
+
+    def _take_token(self) -> bool:
+        free = self._free
+        if free:
+            try:
+                free.pop()
+            except IndexError:  # another OS thread took it since the test
+                return False
+            return True
+        return False
+
+    def _release_token(self) -> None:
+        """Hand the lock to the first waiter that can take it, or unlock it."""
+        waiters = self._waiters
+        free = self._free
+        while True:
+            while waiters:
+                try:
+                    waiter = waiters.popleft()
+                except IndexError:  # a waiter withdrew since the test
+                    break
+                hub: Hub | None = waiter[_HUB]
+                if hub is not None and hub.thread_ident == _thread_ident():
+                    # The common case, inlined: a greenlet of this very thread.
+                    self._granted = waiter
+                    waiter[_STATE] = _GRANTED
+                    hub._callbacks.append((waiter[_GREENLET].switch, ()))
+                    return
+                if self._grant(waiter):
+                    return
+            free.append(True)
+            if not waiters:
+                return
+            # A waiter queued (from another OS thread) as the lock was freed; it retries
+            # after queueing, so either it has the lock already or we take it back to
+            # hand it over.
+            if not self._take_token():
+                return
+
+    def _hand_over(self) -> None:
+        """Just unlocked with waiters queued: lock again, unless taken, and hand it over."""
+        if self._take_token():
+            self._release_token()
+
+    def _grant(self, waiter: _LockWaiter) -> bool:
+        """Give the (still locked) lock to ``waiter`` and wake it; False if it cannot run."""
+        hub: Hub | None = waiter[_HUB]
+        if hub is None:
+            self._granted = waiter
+            waiter[_STATE] = _GRANTED
+            waiter[_OS_LOCK].release()
+        elif hub.thread_ident == _thread_ident():
+            self._granted = waiter
+            waiter[_STATE] = _GRANTED
+            hub._callbacks.append((waiter[_GREENLET].switch, ()))
+        elif hub.destroyed:  # its thread's loop is gone: it will never run again
+            return False
+        else:
+            self._granted = waiter
+            waiter[_STATE] = _GRANTED
+            hub.run_callback_threadsafe(_wake_parked, waiter)
+        return True
+
+    def _withdraw(self, waiter: _LockWaiter) -> bool:
+        """Leave the queue; False if the lock was handed to ``waiter`` meanwhile."""
+        try:
+            self._waiters.remove(waiter)
+        except ValueError:
+            return False
+        return True
+
+    def _leave(self, waiter: _LockWaiter, owned: bool) -> None:
+        """Forget ``waiter``; if ``owned`` but leaving by an exception, pass the lock on."""
+        waiter[_STATE] = _GONE
+        if self._granted is waiter:
+            self._granted = None
+        if owned:
+            self._release_token()
+
+    def _block(self, timeout: float | None) -> bool:
+        """Queue and wait until the lock is handed over; False on timeout.
+
+        A greenlet parks in its hub; the main greenlet of an OS thread without a hub
+        (other than the main thread) blocks in the OS instead of making one.
         """
         if timeout is not None and timeout <= 0:
             return False
         me = getcurrent()
-        hub = self._hub
-        if hub is None or me.parent is not hub:
-            # A greenlet spawned by greenwire has the hub as its parent: that check
-            # is cheaper than get_hub().
-            hub = self._hub = _hub_to_park_in(me)
-        waiters = self._waiters
-        waiters.append(me)
+        hub = me.parent
+        if not isinstance(hub, Hub):
+            hub = existing_hub()
+            if hub is None:
+                if _thread_ident() != _MAIN_THREAD_IDENT:
+                    return self._block_in_os(me, timeout)
+                hub = get_hub()
+            elif me is hub:
+                raise HubBlockingError("cannot block inside the hub (in a callback or timer)")
+        waiter = [me, hub, None, _QUEUED]
+        self._waiters.append(waiter)
+        if self._free and self._take_token():  # freed as we queued (by another OS thread)
+            self._withdraw(waiter)
+            return True
+        held = _other_threads_may_release()
+        if held:
+            hub.hold()
         timer = None if timeout is None else hub.call_later(timeout, me.switch)
         try:
-            while not (self._value > 0 and waiters[0] is me):
+            while waiter[_STATE] != _GRANTED:
                 if timer is not None and not timer.active:
-                    self._withdraw(me)
-                    return False
+                    if self._withdraw(waiter):
+                        waiter[_STATE] = _GONE
+                        return False
+                    break  # handed over as the timer fired: the lock is ours
                 hub.switch()
         except BaseException:
-            self._withdraw(me)
+            self._leave(waiter, not self._withdraw(waiter))
             raise
         finally:
             if timer is not None:
                 timer.cancel()
-        waiters.popleft()
-        self._woken = None
-        if take:
-            self._value -= 1
-        if self._value > 0 and waiters:
-            self._wake_head()
+            if held:
+                hub.release()
+        waiter[_STATE] = _GONE
+        if self._granted is waiter:
+            self._granted = None
         return True
 
-    def _withdraw(self, me: RawGreenlet) -> None:
-        """Leave the queue early (timeout, kill); the next in line gets the turn."""
-        try:
-            self._waiters.remove(me)
-        except ValueError:
-            pass
-        if self._woken is me:
-            self._woken = None
-        if self._value > 0 and self._waiters:
-            self._wake_head()
-
-    def _reset(self, value: int) -> None:
-        self._value = value
-        self._waiters = deque()
-        self._hub = None
-        self._woken = None
-
-    def locked(self) -> bool:
-        """True if ``acquire(blocking=False)`` would fail right now.
-
-        That includes a permit already promised to a queued greenlet.
-        """
-        return self._value <= 0 or bool(self._waiters)
-
-
-class Semaphore(_FairPermits):
-    """A counter of permits; ``acquire()`` blocks while it is zero (gevent's API).
-
-    Args:
-        value: the initial number of permits.
-    """
-
-    __slots__ = ()
-
-    def __init__(self, value: int = 1) -> None:
-        if value < 0:
-            raise ValueError("semaphore initial value must be >= 0")
-        super().__init__(value)
-
-    @property
-    def value(self) -> int:
-        """Permits available (some may be promised to queued greenlets)."""
-        return self._value
-
-    counter = value
-
-    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
-        """Take a permit, waiting at most ``timeout`` seconds (None: forever).
-
-        Returns:
-            True if a permit was taken, False on timeout or if not ``blocking``.
-
-        Raises:
-            ValueError: a timeout was given with ``blocking=False`` (as threading).
-        """
-        if not blocking and timeout is not None:
-            raise ValueError("can't specify timeout for non-blocking acquire")
-        if self._value > 0 and not self._waiters:
-            self._value -= 1
+    def _block_in_os(self, me: RawGreenlet, timeout: float | None) -> bool:
+        os_lock = _allocate_os_lock()
+        os_lock.acquire()
+        waiter = [me, None, os_lock, _QUEUED]
+        self._waiters.append(waiter)
+        if self._take_token():
+            self._withdraw(waiter)
             return True
-        if not blocking:
+        try:
+            got = os_lock.acquire(True, -1 if timeout is None else timeout)
+        except BaseException:  # KeyboardInterrupt
+            self._leave(waiter, not self._withdraw(waiter))
+            raise
+        if not got and self._withdraw(waiter):
             return False
-        return self._block(timeout, True)
+        self._leave(waiter, False)
+        return True
 
-    def release(self, n: int = 1) -> None:
-        """Return ``n`` permits, waking as many waiters."""
-        if n != 1 and n < 1:
-            raise ValueError("n must be one or more")
-        self._value += n
-        if self._waiters:
-            self._wake_head()
-
-    def wait(self, timeout: float | None = None) -> int:
-        """Wait until a permit is available without taking it (gevent's API).
-
-        Returns:
-            The number of permits available then; 0 if ``timeout`` passed first.
-        """
-        if self._value > 0 and not self._waiters:
-            return self._value
-        self._block(timeout, False)
-        return self._value
-
-    __enter__ = acquire
-
-    def __exit__(
-        self,
-        typ: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        # release(), inlined: it is half of what a ``with`` block costs.
-        self._value += 1
-        if self._waiters:
-            self._wake_head()
-
-    def _at_fork_reinit(self) -> None:
-        self._reset(self._value)
-
-    def __repr__(self) -> str:
-        cls = type(self)
-        return (
-            f"<{cls.__module__}.{cls.__qualname__} at {id(self):#x}: value={self._value}"
-            f" waiters={len(self._waiters)}>"
-        )
+    def _reset(self) -> None:
+        self._free = [True]
+        self._waiters = deque()
+        self._granted = None
 
 
-class BoundedSemaphore(Semaphore):
-    """A semaphore that refuses to be released above its initial value."""
+class Lock(_HandoffLock):
+    """A mutex with the exact behaviour of :func:`threading.Lock`, safe across OS threads.
 
-    __slots__ = ("_initial_value",)
-
-    def __init__(self, value: int = 1) -> None:
-        super().__init__(value)
-        self._initial_value = value
-
-    def release(self, n: int = 1) -> None:
-        """Return ``n`` permits.
-
-        Raises:
-            ValueError: that would exceed the initial value.
-        """
-        if n != 1 and n < 1:
-            raise ValueError("n must be one or more")
-        if self._value + n > self._initial_value:
-            raise ValueError("Semaphore released too many times")
-        self._value += n
-        if self._waiters:
-            self._wake_head()
-
-    def __exit__(
-        self,
-        typ: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
-
-
-class Lock(_FairPermits):
-    """A mutex with the exact behaviour of :func:`threading.Lock`.
-
-    Any greenlet may release it, like a thread lock.
+    Any greenlet, in any OS thread, may release it, like a thread lock.
     """
 
     __slots__ = ()
-
-    def __init__(self) -> None:
-        super().__init__(1)
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Lock it, waiting at most ``timeout`` seconds (-1: forever).
@@ -277,24 +297,29 @@ class Lock(_FairPermits):
         """
         if timeout != -1:
             _check_lock_timeout(blocking, timeout)
-        if self._value and not self._waiters:
-            self._value = 0
-            return True
+        free = self._free
+        if free:
+            try:
+                free.pop()
+                return True
+            except IndexError:  # another OS thread took it since the test
+                pass
         if not blocking:
             return False
-        return self._block(None if timeout == -1 else timeout, True)
+        return self._block(None if timeout == -1 else timeout)
 
     def release(self) -> None:
-        """Unlock it.
+        """Unlock it, or hand it to the first waiter.
 
         Raises:
             RuntimeError: it is not locked.
         """
-        if self._value:
+        free = self._free
+        if free:
             raise RuntimeError("release unlocked lock")
-        self._value = 1
+        free.append(True)
         if self._waiters:
-            self._wake_head()
+            self._hand_over()
 
     __enter__ = acquire
 
@@ -305,21 +330,22 @@ class Lock(_FairPermits):
         tb: TracebackType | None,
     ) -> None:
         # release(), inlined: it is half of what a ``with`` block costs.
-        if self._value:
+        free = self._free
+        if free:
             raise RuntimeError("release unlocked lock")
-        self._value = 1
+        free.append(True)
         if self._waiters:
-            self._wake_head()
+            self._hand_over()
 
     acquire_lock = acquire
     release_lock = release
 
     def locked_lock(self) -> bool:
         """Old alias of :meth:`locked`."""
-        return self.locked()
+        return not self._free
 
     def _at_fork_reinit(self) -> None:
-        self._reset(1)
+        self._reset()
 
     def __repr__(self) -> str:
         cls = type(self)
@@ -327,13 +353,16 @@ class Lock(_FairPermits):
         return f"<{state} {cls.__module__}.{cls.__qualname__} object at {id(self):#x}>"
 
 
-class RLock(_FairPermits):
-    """A re-entrant lock owned by a greenlet, with the behaviour of ``threading.RLock``."""
+class RLock(_HandoffLock):
+    """A re-entrant lock owned by a greenlet, with the behaviour of ``threading.RLock``.
+
+    Safe across OS threads: the greenlets of several threads may contend for it.
+    """
 
     __slots__ = ("_owner", "_count")
 
     def __init__(self) -> None:
-        super().__init__(1)
+        super().__init__()
         self._owner: RawGreenlet | None = None
         self._count = 0
 
@@ -352,9 +381,17 @@ class RLock(_FairPermits):
         if self._owner is me:
             self._count += 1
             return True
-        if self._value and not self._waiters:
-            self._value = 0
-        elif not blocking or not self._block(None if timeout == -1 else timeout, True):
+        free = self._free
+        if free:
+            try:
+                free.pop()
+            except IndexError:  # another OS thread took it since the test
+                pass
+            else:
+                self._owner = me
+                self._count = 1
+                return True
+        if not blocking or not self._block(None if timeout == -1 else timeout):
             return False
         self._owner = me
         self._count = 1
@@ -363,7 +400,7 @@ class RLock(_FairPermits):
     __enter__ = acquire
 
     def release(self) -> None:
-        """Drop one level; unlock at the last.
+        """Drop one level; unlock (or hand over) at the last.
 
         Raises:
             RuntimeError: the current greenlet does not own it.
@@ -373,9 +410,9 @@ class RLock(_FairPermits):
         self._count -= 1
         if not self._count:
             self._owner = None
-            self._value = 1
+            self._free.append(True)
             if self._waiters:
-                self._wake_head()
+                self._hand_over()
 
     def __exit__(
         self,
@@ -389,9 +426,9 @@ class RLock(_FairPermits):
         self._count -= 1
         if not self._count:
             self._owner = None
-            self._value = 1
+            self._free.append(True)
             if self._waiters:
-                self._wake_head()
+                self._hand_over()
 
     def _is_owned(self) -> bool:
         return self._owner is getcurrent()
@@ -403,24 +440,20 @@ class RLock(_FairPermits):
         state = (self._count, self._owner)
         self._count = 0
         self._owner = None
-        self._value = 1
-        if self._waiters:
-            self._wake_head()
+        self._release_token()
         return state
 
     def _acquire_restore(self, state: tuple[int, RawGreenlet | None]) -> None:
         """Lock again (blocking) and put back the depth and owner saved."""
-        if self._value and not self._waiters:
-            self._value = 0
-        else:
-            self._block(None, True)
+        if not self._take_token():
+            self._block(None)
         self._count, self._owner = state
 
     def _recursion_count(self) -> int:
         return self._count if self._owner is getcurrent() else 0
 
     def _at_fork_reinit(self) -> None:
-        self._reset(1)
+        self._reset()
         self._owner = None
         self._count = 0
 
@@ -431,187 +464,3 @@ class RLock(_FairPermits):
             f"<{state} {cls.__module__}.{cls.__qualname__} object owner={self._owner!r}"
             f" count={self._count} at {id(self):#x}>"
         )
-
-
-class _CondWaiter:
-    """One greenlet's wait on a Condition."""
-
-    __slots__ = ("greenlet", "notified", "parked")
-
-    def __init__(self, greenlet: RawGreenlet) -> None:
-        self.greenlet = greenlet
-        self.notified = False
-        self.parked = True
-
-
-def _wake_cond_waiter(waiter: _CondWaiter) -> None:
-    # Runs in the hub. A waiter that already left (its timer fired just after the
-    # notify) is busy elsewhere and must not be resumed.
-    if waiter.parked:
-        waiter.greenlet.switch()
-
-
-class Condition:
-    """A condition variable with the exact behaviour of ``threading.Condition``.
-
-    Args:
-        lock: the lock it works with (an :class:`RLock` if None); any object with
-            ``acquire`` and ``release`` works, RLock's ``_release_save``,
-            ``_acquire_restore`` and ``_is_owned`` are used when present.
-    """
-
-    acquire: Callable[..., bool]
-    release: Callable[[], None]
-    _release_save: Callable[[], Any]
-    _acquire_restore: Callable[[Any], None]
-    _is_owned: Callable[[], bool]
-
-    def __init__(self, lock: Any = None) -> None:
-        if lock is None:
-            lock = RLock()
-        self._lock = lock
-        self.acquire = lock.acquire
-        self.release = lock.release
-        self._release_save = getattr(lock, "_release_save", self._plain_release_save)
-        self._acquire_restore = getattr(lock, "_acquire_restore", self._plain_acquire_restore)
-        self._is_owned = getattr(lock, "_is_owned", self._plain_is_owned)
-        self._waiters: deque[_CondWaiter] = deque()
-        self._hub: Hub | None = None
-
-    def _plain_release_save(self) -> None:
-        self._lock.release()
-
-    def _plain_acquire_restore(self, state: Any) -> None:
-        self._lock.acquire()
-
-    def _plain_is_owned(self) -> bool:
-        # A lock without an owner: if we can take it, nobody (so not us) held it.
-        if self._lock.acquire(False):
-            self._lock.release()
-            return False
-        return True
-
-    def __enter__(self) -> Any:
-        return self._lock.__enter__()
-
-    def __exit__(self, *args: Any) -> Any:
-        return self._lock.__exit__(*args)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Release the lock, wait for a notify (at most ``timeout``), re-acquire.
-
-        Returns:
-            True if notified, False on timeout.
-
-        Raises:
-            RuntimeError: the lock is not held by the current greenlet.
-        """
-        if not self._is_owned():
-            raise RuntimeError("cannot wait on un-acquired lock")
-        me = getcurrent()
-        hub = self._hub = _hub_to_park_in(me)
-        waiter = _CondWaiter(me)
-        self._waiters.append(waiter)
-        saved_state = self._release_save()
-        gotit = False
-        try:
-            gotit = self._park(hub, waiter, timeout)
-            return gotit
-        finally:
-            # Settle our place in the queue before re-acquiring: that may block, and
-            # be interrupted in its turn.
-            waiter.parked = False
-            if not gotit:
-                if waiter.notified:
-                    # Killed after a notify chose us: hand the wake-up to the next
-                    # waiter rather than lose it.
-                    self._notify_waiters(1)
-                else:
-                    try:
-                        self._waiters.remove(waiter)
-                    except ValueError:
-                        pass
-            self._acquire_restore(saved_state)
-
-    @staticmethod
-    def _park(hub: Hub, waiter: _CondWaiter, timeout: float | None) -> bool:
-        if timeout is None:
-            while not waiter.notified:
-                hub.switch()
-            return True
-        if timeout <= 0:
-            return waiter.notified
-        timer = hub.call_later(timeout, waiter.greenlet.switch)
-        try:
-            while not waiter.notified:
-                if not timer.active:
-                    return False
-                hub.switch()
-            return True
-        finally:
-            timer.cancel()
-
-    def wait_for(self, predicate: Callable[[], Any], timeout: float | None = None) -> Any:
-        """Wait until ``predicate()`` is true, at most ``timeout`` seconds.
-
-        Returns:
-            The last value of ``predicate()`` (falsy on timeout).
-        """
-        endtime = None
-        waittime = timeout
-        result = predicate()
-        while not result:
-            if waittime is not None:
-                if endtime is None:
-                    endtime = get_hub().now() + waittime
-                else:
-                    waittime = endtime - get_hub().now()
-                    if waittime <= 0:
-                        break
-            self.wait(waittime)
-            result = predicate()
-        return result
-
-    def notify(self, n: int = 1) -> None:
-        """Wake at most ``n`` waiting greenlets, first come first served.
-
-        Raises:
-            RuntimeError: the lock is not held by the current greenlet.
-        """
-        if not self._is_owned():
-            raise RuntimeError("cannot notify on un-acquired lock")
-        self._notify_waiters(n)
-
-    def _notify_waiters(self, n: int) -> None:
-        waiters = self._waiters
-        if not waiters:
-            return
-        hub = self._hub
-        assert hub is not None  # set by the waiters
-        callbacks = hub._callbacks
-        while waiters and n > 0:
-            waiter = waiters.popleft()
-            waiter.notified = True
-            callbacks.append((_wake_cond_waiter, (waiter,)))
-            n -= 1
-
-    def notify_all(self) -> None:
-        """Wake every waiting greenlet."""
-        self.notify(len(self._waiters))
-
-    def notifyAll(self) -> None:  # noqa: N802 - threading's old name
-        """Deprecated alias of :meth:`notify_all`, as in :mod:`threading`."""
-        warnings.warn(
-            "notifyAll() is deprecated, use notify_all() instead",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        self.notify_all()
-
-    def _at_fork_reinit(self) -> None:
-        self._lock._at_fork_reinit()
-        self._waiters.clear()
-        self._hub = None
-
-    def __repr__(self) -> str:
-        return f"<Condition({self._lock}, {len(self._waiters)})>"

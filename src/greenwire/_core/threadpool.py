@@ -75,6 +75,10 @@ DEFAULT_IDLE_TIMEOUT = 5.0
 DESTROY_JOIN_TIMEOUT = 5.0
 
 _all_pools: weakref.WeakSet[ThreadPool] = weakref.WeakSet()
+# Worker threads alive in all pools, counted from inside each thread (so never more than
+# ``_thread._count()`` includes), guarded by their own lock.
+_workers_alive = 0
+_workers_alive_lock = _originals.allocate_lock()
 # Set in each worker thread: which pool it serves, and the lock it releases when it exits.
 _worker_tls = _originals.thread_local()
 
@@ -263,12 +267,16 @@ class ThreadPool:
             # Otherwise the running threads will get to the call: keep going.
 
     def _worker(self, wake: LockType, exited: LockType) -> None:
-        # The hooks apply to frames entered after they are set: install them first.
-        _inherit_thread_hooks()
+        _count_worker(1)
         try:
-            self._work(wake, exited)
+            # The hooks apply to frames entered after they are set: install them first.
+            _inherit_thread_hooks()
+            try:
+                self._work(wake, exited)
+            finally:
+                exited.release()
         finally:
-            exited.release()
+            _count_worker(-1)
 
     def _work(self, wake: LockType, exited: LockType) -> None:
         _worker_tls.pool = self
@@ -475,8 +483,31 @@ class ThreadPool:
 
 
 def _reset_pools_after_fork() -> None:  # pragma: no cover - runs in forked children
+    global _workers_alive, _workers_alive_lock
+    # Only the forking thread goes on in the child: it may be a worker itself.
+    _workers_alive = 1 if getattr(_worker_tls, "pool", None) is not None else 0
+    _workers_alive_lock = _originals.allocate_lock()
     for pool in list(_all_pools):
         pool._reset_after_fork()
+
+
+def _count_worker(delta: int) -> None:
+    global _workers_alive
+    with _workers_alive_lock:
+        _workers_alive += delta
+
+
+def worker_threads_alive() -> int:
+    """How many worker threads of all pools are alive (busy or idle).
+
+    They are an implementation detail: the green ``_thread._count()`` leaves them out.
+    """
+    return _workers_alive
+
+
+def existing_hub() -> Hub | None:
+    """The calling thread's hub if it has one; unlike ``get_hub()``, never makes one."""
+    return _get_hub_or_none()
 
 
 if hasattr(os, "register_at_fork"):

@@ -25,12 +25,19 @@ the real threads.
 Locks and real threads
 ----------------------
 :func:`allocate_lock` returns a :class:`greenwire.lock.Lock` (and ``RLock`` a
-:class:`greenwire.lock.RLock`): cooperative, fair, and made for the greenlets of ONE OS
-thread. A lock made by them and contended from two OS threads at once (a real thread
-started with the original ``start_new_thread``, a thread-pool call that imports a module
-for the first time) is not safe: the waker does not wake another thread's hub. Locks
-created before patching are real ``_thread.lock`` objects and are left alone: they keep
-working from real threads, and between greenlets as long as none blocks while holding one.
+:class:`greenwire.lock.RLock`): cooperative, fair, and safe across OS threads. A lock may
+be shared by greenlets of the main thread and a real thread (a thread-pool call, an
+original ``threading.Thread``, a C library's callback): a waiter is woken through its own
+hub, and a thread without a hub blocks in the OS. Locks created before patching are real
+``_thread.lock`` objects and are left alone: they keep working from real threads, and
+between greenlets as long as none blocks while holding one.
+
+Counting threads
+----------------
+:func:`_count` (which ``threading.active_count`` does not use, but CPython's test support
+does, to find threads that outlive a test) counts the green threads alive plus the real
+threads started through ``_thread``, less greenwire's thread-pool workers: idle workers
+linger for seconds before they exit, and they are an implementation detail.
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ from typing import Any
 
 from greenlet import GreenletExit, getcurrent
 
-from greenwire.event import Event
+from greenwire._core.threadpool import worker_threads_alive
 from greenwire.green._registry import original
 from greenwire.greenlet import Greenlet
 from greenwire.local import local
@@ -88,8 +95,15 @@ allocate_lock = Lock
 allocate = Lock
 _local = local
 
-# Green threads alive (started and not finished); added to _thread._count().
+# Green threads alive (started and not finished), in every OS thread; guarded by its lock.
 _green_count = 0
+_green_count_lock = _real_thread.allocate_lock()
+
+
+def _count_green(delta: int) -> None:
+    global _green_count
+    with _green_count_lock:
+        _green_count += delta
 
 
 def get_ident() -> int:
@@ -101,21 +115,22 @@ def get_ident() -> int:
 
 
 def _count() -> int:
-    """The number of threads started through ``_thread`` that are still alive."""
-    return _real_count() + _green_count
+    """The threads started through ``_thread`` still alive, green or real (not pool workers)."""
+    return _real_count() - worker_threads_alive() + _green_count
 
 
 class _Sentinel(Lock):
     """The lock a joiner waits on; released when its green thread ends.
 
     ``locked()`` means "held", as for ``_thread.lock``: threading asserts that the lock is
-    unlocked right after a joiner released it, while other joiners may still be queued.
+    unlocked right after a joiner released it, while the lock may already be on its way to
+    the next joiner.
     """
 
     __slots__ = ()
 
     def locked(self) -> bool:
-        return self._value <= 0
+        return not self._free and self._granted is None
 
 
 class _UnraisableArgs:
@@ -190,11 +205,10 @@ class _GreenThread(Greenlet[None]):
 
     def _ended(self) -> None:
         """Let the joiners go (once): release the sentinel, complete the handle."""
-        global _green_count
         if self._has_ended:
             return
         self._has_ended = True
-        _green_count -= 1
+        _count_green(-1)
         sentinel = self._sentinel
         if sentinel is not None:
             self._sentinel = None
@@ -211,9 +225,8 @@ def _spawn(
     kwargs: dict[str, Any],
     handle: _ThreadHandle | None,
 ) -> _GreenThread:
-    global _green_count
     g = _GreenThread(function, args, kwargs, handle)
-    _green_count += 1
+    _count_green(1)
     g.start()
     return g
 
@@ -261,14 +274,18 @@ _non_daemon_handles: set[_ThreadHandle] = set()
 
 
 class _ThreadHandle:
-    """The green counterpart of 3.13's ``_thread._ThreadHandle``: join a green thread."""
+    """The green counterpart of 3.13's ``_thread._ThreadHandle``: join a green thread.
+
+    Joiners wait on a lock held until the thread ends, so that real threads may join too.
+    """
 
     __slots__ = ("_ident", "_state", "_done", "__weakref__")
 
     def __init__(self) -> None:
         self._ident = 0
         self._state = _NOT_STARTED
-        self._done = Event()
+        self._done = Lock()
+        self._done.acquire()
 
     @property
     def ident(self) -> int:
@@ -280,10 +297,12 @@ class _ThreadHandle:
     def _set_done(self) -> None:
         if self._state == _NOT_STARTED:
             raise RuntimeError("thread not started")
+        if self._state == _DONE:
+            return
         self._state = _DONE
         _live_handles.discard(self)
         _non_daemon_handles.discard(self)
-        self._done.set()
+        self._done.release()
 
     def join(self, timeout: float | None = None) -> None:
         """Wait until the thread ends, at most ``timeout`` seconds (None or < 0: forever).
@@ -298,7 +317,9 @@ class _ThreadHandle:
             return
         if self._ident == get_ident():
             raise RuntimeError("Cannot join current thread")
-        self._done.wait(None if timeout is None or timeout < 0 else timeout)
+        wait = -1 if timeout is None or timeout < 0 else min(timeout, TIMEOUT_MAX)
+        if self._done.acquire(True, wait):
+            self._done.release()  # for the next joiner
 
     def __repr__(self) -> str:
         return f"<{type(self).__module__}._ThreadHandle object: ident={self._ident}>"

@@ -21,7 +21,8 @@ thread of control that ``threading`` did not start. Greenlets come and go by the
 when its greenlet finishes or is collected, where the stdlib's (before 3.13) stays forever.
 
 Without patching, use the greenwire primitives directly: a ``threading.Thread`` is a real
-thread unless ``threading`` is patched.
+thread unless ``threading`` is patched. Under the patch, a real OS thread is
+``monkey.get_original("threading", "Thread")``: see :mod:`greenwire.green._realthreads`.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from typing import Any
 
 from greenlet import getcurrent
 
+from greenwire.green import _realthreads
 from greenwire.green import thread as _green_thread
-from greenwire.green._registry import original
+from greenwire.green._registry import original, record_original
 from greenwire.greenlet import Greenlet
 from greenwire.local import local
 
@@ -57,6 +59,10 @@ _thread_shutdown = _green_thread._shutdown
 _thread_local_info = local()
 
 _RealDummyThread: Any = original("threading", "_DummyThread")
+
+# ``threading.Thread`` itself is not replaced, yet under the patch it starts greenlets: its
+# original, for whoever needs a real OS thread, is a class that starts one.
+record_original("threading", "Thread", _realthreads.Thread)
 
 
 def _forget_dummy(ident: int, dummy_ref: weakref.ref[Any]) -> None:
