@@ -4,6 +4,7 @@ Everything above this package reaches the hub through :func:`get_hub` and the na
 exported here.
 """
 
+from greenwire._core import children
 from greenwire._core.backends import EpollBackend, SelectorsBackend, default_backend
 from greenwire._core.clock import Clock, MonotonicClock, VirtualClock
 from greenwire._core.errors import (
@@ -35,6 +36,7 @@ __all__ = [
     "Timer",
     "VirtualClock",
     "WouldBlockForever",
+    "children",
     "default_backend",
     "get_hub",
     "set_hub",

@@ -116,6 +116,26 @@ class Hub(FdWaits, RawGreenlet):
         if _originals.get_ident() != self.thread_ident:
             self._wakeup()
 
+    def run_callback_from_signal(self, callback: Callable[..., Any], *args: Any) -> None:
+        """Like :meth:`run_callback_threadsafe`, from a Python signal handler.
+
+        The handler runs in the main thread, maybe while this hub polls in that same
+        thread (CPython would retry the poll after the handler), so the wake-up fd is
+        always written. The handler may also have interrupted a thread holding the wake
+        lock: the lock is only tried, since its holder is waking the hub already (or
+        destroying it).
+        """
+        self._callbacks.append((callback, args))
+        if self._wake_lock.acquire(False):
+            try:
+                if not self._destroyed:
+                    try:
+                        _originals.os_write(self._wake_w, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    except OSError:
+                        pass  # already signalled: the counter or pipe is full
+            finally:
+                self._wake_lock.release()
+
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
         """Run ``callback(*args)`` in the hub after ``delay`` seconds of the hub's clock."""
         return self._timers.schedule(self.now() + delay, callback, args)
@@ -451,6 +471,7 @@ def _forget_hub_after_fork() -> None:
     hub = _get_hub_or_none()
     _tls.hub = None
     if hub is not None:
+        _adopt_forking_greenlet(hub)
         hub._destroyed = True
         for fd in {hub._wake_r, hub._wake_w}:
             try:
@@ -461,6 +482,25 @@ def _forget_hub_after_fork() -> None:
             hub._backend.close()
         except OSError:
             pass
+
+
+def _adopt_forking_greenlet(old: Hub) -> None:
+    # Only the greenlet that forked goes on in the child. If it runs under the old hub
+    # (a spawned greenlet, not the thread's main one), it would switch back into the old
+    # hub's loop when it finishes, and that loop would resume the parent's other
+    # greenlets. Give it a fresh hub as parent instead, and as the hub that its
+    # completion (e.g. SystemExit) is reported to.
+    g: RawGreenlet | None = getcurrent()
+    if g is old:
+        return
+    while g is not None and g.parent is not None:
+        if g.parent is old:
+            new = get_hub()
+            g.parent = new
+            if getattr(g, "_hub", None) is old:
+                g._hub = new  # type: ignore[attr-defined]  # greenwire.Greenlet's hub
+            return
+        g = g.parent
 
 
 if hasattr(os, "register_at_fork"):
