@@ -1,0 +1,140 @@
+"""The load generator: N concurrent ``xmlrpc.client.ServerProxy`` callers in one process.
+
+``python _xmlrpc_client.py PARAMS_JSON``. The orchestrator starts K of these per
+measurement, waits for each to print ``READY``, then writes ``go`` to all of them at once.
+Each caller is a "thread" with its own ``ServerProxy`` (the article's client) calling one
+method in a loop: for ``warmup`` seconds unmeasured, then for ``duration`` seconds
+measured, then it stops starting calls. Calls still running are given ``grace`` seconds to
+finish; those that do not are reported as unfinished. The last line of stdout is one JSON
+object: the latencies (µs) of the calls that finished inside the measured window, errors
+by kind over the whole run, and the process's CPU time inside the window.
+
+In ``green`` mode (the default) the process first calls ``greenwire.monkey.patch_all()``,
+so the callers are greenlets: 500 callers cost one OS thread and no GIL contention, which
+keeps the client's CPU per call low and the same whatever the server does. ``threads``
+mode runs the same code on plain OS threads, to check that the choice of client does not
+change the ranking (see docs/xmlrpc-experiment.md).
+
+Every answer is checked: ``gen(n)`` and ``fetch(n)`` must return ``"0" * n``; a wrong
+answer counts as an error of kind ``WrongAnswer``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+#: Pause after a failed call, so a dead server does not turn the client into a busy loop.
+ERROR_PAUSE = 0.01
+#: Distinct error messages kept as examples.
+ERROR_SAMPLES = 3
+
+
+def _raise_fd_limit() -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        wanted = 65536 if hard == resource.RLIM_INFINITY else hard
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(wanted, 65536)), hard))
+
+
+def run(params: dict[str, Any]) -> dict[str, Any]:
+    """Wait for ``go`` on stdin, drive the server, return this process's figures."""
+    # Imported after any patching: the callers must see the green socket and threads.
+    import collections
+    import socket
+    import threading
+    import time
+    import xmlrpc.client
+
+    url: str = params["url"]
+    method_name: str = params["method"]
+    argument: int = params["argument"]
+    callers: int = params["callers"]
+    warmup: float = params["warmup"]
+    duration: float = params["duration"]
+    grace: float = params["grace"]
+    expected = "0" * argument
+    # ServerProxy has no timeout of its own: its connections take the default one.
+    socket.setdefaulttimeout(params["call_timeout"])
+
+    latencies: list[float] = []
+    failures: list[tuple[str, str]] = []
+    sys.stdout.write("READY\n")
+    sys.stdout.flush()
+    if sys.stdin.readline().strip() != "go":
+        raise SystemExit("expected 'go' on stdin")
+    start = time.perf_counter()
+    window_start = start + warmup
+    window_end = window_start + duration
+
+    def call_in_a_loop() -> None:
+        proxy = xmlrpc.client.ServerProxy(url)
+        method = getattr(proxy, method_name)
+        while True:
+            began = time.perf_counter()
+            if began >= window_end:
+                return
+            try:
+                answer = method(argument)
+            except Exception as exc:  # every failure is a data point, never fatal
+                failure = (type(exc).__name__, repr(exc))
+            else:
+                if answer == expected:
+                    finished = time.perf_counter()
+                    if window_start <= finished < window_end:
+                        latencies.append(finished - began)
+                    continue
+                failure = ("WrongAnswer", f"wrong answer {str(answer)[:60]!r}")
+            # list.append is atomic, so OS-thread callers need no lock here.
+            failures.append(failure)
+            time.sleep(ERROR_PAUSE)
+
+    threads = [threading.Thread(target=call_in_a_loop, daemon=True) for _ in range(callers)]
+    for thread in threads:
+        thread.start()
+    time.sleep(max(0.0, window_start - time.perf_counter()))
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    time.sleep(max(0.0, window_end - time.perf_counter()))
+    cpu1, wall1 = time.process_time(), time.perf_counter()
+    give_up = window_end + grace
+    for thread in threads:
+        thread.join(max(0.0, give_up - time.perf_counter()))
+    unfinished = sum(thread.is_alive() for thread in threads)
+    errors = collections.Counter(kind for kind, _ in failures)
+    samples = list(dict.fromkeys(message[:200] for _, message in failures))[:ERROR_SAMPLES]
+    return {
+        "latencies_us": [round(x * 1e6) for x in latencies],
+        "errors": dict(errors),
+        "error_samples": samples,
+        "unfinished": unfinished,
+        "cpu_s": cpu1 - cpu0,
+        "window_s": wall1 - wall0,
+    }
+
+
+def main(argv: list[str]) -> None:
+    """``PARAMS_JSON``: patch if asked, run, print the result as the last stdout line."""
+    if len(argv) != 1:
+        raise SystemExit("usage: _xmlrpc_client.py PARAMS_JSON")
+    params = json.loads(argv[0])
+    if params.get("mode") == "green":
+        from greenwire import monkey
+
+        monkey.patch_all()
+    elif params.get("mode") != "threads":
+        raise SystemExit(f"unknown client mode {params.get('mode')!r}: use green or threads")
+    _raise_fd_limit()
+    result = run(params)
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+    # Callers that never finished may still be parked; do not wait for them at exit.
+    import os
+
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
