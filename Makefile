@@ -1,11 +1,11 @@
-# Two commands matter: `make demo` (the main job) and `make test` (the tests).
+# Two commands matter: `make demo` (the main job: the XML-RPC experiment) and `make test`.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BENCH_VENV ?= .venv-bench
 BPY := $(BENCH_VENV)/bin/python
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo echo-demo test lint typecheck unit bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +13,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-demo: $(VENV)/.installed
+demo: $(BENCH_VENV)/.installed
+	$(BPY) -m greenwire.bench xmlrpc
+
+echo-demo: $(VENV)/.installed
 	$(PY) -m greenwire.demo
 
 lint: $(VENV)/.installed
