@@ -9,6 +9,9 @@ instead of hard-coding lists:
 ``__implements__``
     the names in the target module that are replaced by this module's attributes of the
     same name when patching.
+``__patch__`` (optional)
+    a function called after those names are replaced, for what replacing names cannot do
+    (``green.ssl`` sets a class attribute of the stdlib's ``SSLContext``).
 
 A green module can be used without patching (``from greenwire.green import socket``).
 It must never capture a stdlib object that patching may replace by plain import-time

@@ -7,8 +7,9 @@ keeps them, and keeps blocking:
   they already hold;
 * patching from a thread other than the main one leaves the main thread's view of
   ``threading`` inconsistent (``main_thread()`` is not the patching thread);
-* a module that did ``from ssl import SSLContext`` before patching still makes blocking,
-  non-green contexts; this is the trap behind most "works until I import X first" bugs.
+* a module that did ``from ssl import get_server_certificate`` (or took any other function
+  that patching replaces) before patching keeps the blocking one. SSL contexts are not
+  affected: patching makes every ``SSLContext``, old or new, produce green sockets.
 
 Each check is cheap and returns a message (or None); the patcher turns them into
 ``RuntimeWarning``.
