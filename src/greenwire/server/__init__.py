@@ -4,18 +4,12 @@
 runs ``handle(socket, address)`` in a greenlet per connection; :class:`DatagramServer`
 does the same per UDP datagram with ``handle(data, address)``. Both share one lifecycle:
 ``start()``, ``serve_forever()``, ``stop(timeout)``, and use as a context manager. See
-``docs/servers.md``.
+``docs/servers.md``. :class:`WSGIServer` is a StreamServer serving a WSGI application
+over the sans-IO HTTP/1.1 layer in :mod:`greenwire.server.http` (``docs/wsgi.md``).
 """
 
-# Stream and datagram servers.
 from greenwire.server.datagram import DatagramServer
 from greenwire.server.stream import StreamServer
+from greenwire.server.wsgi import WSGIHandler, WSGIServer
 
-# The WSGI server.
-
-__all__ = [
-    # Stream and datagram servers.
-    "DatagramServer",
-    "StreamServer",
-    # The WSGI server.
-]
+__all__ = ["DatagramServer", "StreamServer", "WSGIHandler", "WSGIServer"]

@@ -1,0 +1,505 @@
+"""The server side of an HTTP/1.1 connection as a state machine: bytes in, events out.
+
+:class:`ServerConnection` does no I/O. The caller feeds it what it received
+(:meth:`~ServerConnection.receive_data`), takes events from it
+(:meth:`~ServerConnection.next_event`), and asks it for the bytes of a response
+(:meth:`~ServerConnection.start_response`, :meth:`~ServerConnection.send_data`,
+:meth:`~ServerConnection.end_response`), which it sends however it likes.
+
+Theory of operation
+-------------------
+Parsing is done by httptools (llhttp, the parser of Node.js), which calls back for each
+part of a request. It cannot be paused: one ``feed_data`` parses everything it is given,
+including further pipelined requests. So the callbacks only queue events, and
+:meth:`~ServerConnection.next_event` hands them out in order; the caller never receives
+more than it asks for before it has answered the request in front of it, and since it
+only receives more bytes when the queue is empty (``NEED_DATA``), the queue holds at most
+one read's worth of requests.
+
+An error is queued behind the events that came before it: a good pipelined request is
+still served before the bad one after it is answered with a 400. Once a request asks for
+the connection to close (``Connection: close``, HTTP/1.0 without keep-alive) or to switch
+protocols, the rest of what the client sends is not HTTP/1.1 to us and is ignored.
+
+llhttp sets no limit on the size of a request head, so this layer keeps count: the
+request line and headers delivered so far, plus everything fed while a head is still
+incomplete (llhttp keeps a partial header line to itself until it is whole). The count
+over ``max_header_size`` gives 431 (414 if the request target alone is over it).
+
+Responses: the framing is chosen from the request and the headers given: no body after
+HEAD, 1xx, 204 and 304; the application's ``Content-Length`` if it set one; the length of
+the whole body when the caller knows it (``content_length=``); chunked for HTTP/1.1
+otherwise; and for an HTTP/1.0 client, a body delimited by closing the connection.
+``Date``, ``Server`` and the ``Connection`` header the decision needs are added unless
+the caller gave them. The head is built with a single join and encoded once; header
+values are checked for line breaks (response splitting) on the joined text, by counting
+them, rather than one by one.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from email.utils import formatdate
+from time import time
+from types import SimpleNamespace
+from typing import Final
+
+from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
+
+from greenwire.server.http.errors import LocalProtocolError, RemoteProtocolError
+from greenwire.server.http.events import (
+    CONNECTION_CLOSED,
+    NEED_DATA,
+    Data,
+    EndOfMessage,
+    Event,
+    Headers,
+    Request,
+)
+
+#: Response framings (see :attr:`ServerConnection.framing`).
+NO_BODY: Final = "no-body"
+LENGTH: Final = "content-length"
+CHUNKED: Final = "chunked"
+UNTIL_CLOSE: Final = "until-close"
+
+DEFAULT_MAX_HEADER_SIZE: Final = 64 * 1024
+DEFAULT_MAX_HEADERS: Final = 100
+
+CONTINUE_RESPONSE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+_LAST_CHUNK = b"0\r\n\r\n"
+
+
+class _HTTPDate:
+    """The current time as an HTTP date, formatted at most once a second."""
+
+    __slots__ = ("_second", "_text")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def __call__(self) -> str:
+        now = time()
+        second = int(now)
+        if second != self._second:
+            self._text = formatdate(now, usegmt=True)
+            self._second = second
+        return self._text
+
+
+http_date = _HTTPDate()
+
+
+class ServerConnection:
+    """One HTTP/1.1 server connection: parses requests and frames responses, no I/O.
+
+    Args:
+        max_header_size: bytes allowed in a request line plus headers (431 / 414 beyond).
+        max_headers: header lines allowed in a request (431 beyond).
+        max_body_size: body bytes allowed in a request, None for no limit (413 beyond).
+        server_header: the ``Server`` header added to responses, None for none.
+    """
+
+    __slots__ = (
+        "max_header_size",
+        "max_headers",
+        "max_body_size",
+        "server_header",
+        "keep_alive",
+        "framing",
+        "truncated",
+        "_parser",
+        "_events",
+        "_error",
+        "_stopped",
+        "_eof",
+        "_in_message",
+        "_in_head",
+        "_target",
+        "_headers",
+        "_head_size",
+        "_unparsed_head",
+        "_body_size",
+        "_content_length",
+        "_chunked",
+        "_expect_continue",
+        "_trailers",
+        "_remaining",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
+        max_headers: int = DEFAULT_MAX_HEADERS,
+        max_body_size: int | None = None,
+        server_header: str | None = "greenwire",
+    ) -> None:
+        self.max_header_size = max_header_size
+        self.max_headers = max_headers
+        self.max_body_size = max_body_size
+        self.server_header = server_header
+        #: False once either side has said this is the last exchange.
+        self.keep_alive = True
+        #: How the current response body is delimited; None between responses.
+        self.framing: str | None = None
+        #: Body bytes dropped by :meth:`send_data` beyond the declared Content-Length.
+        self.truncated = 0
+        self._events: deque[Event] = deque()
+        self._error: RemoteProtocolError | None = None
+        self._stopped = False
+        self._eof = False
+        self._in_message = False
+        self._in_head = False
+        self._target = b""
+        self._headers: Headers = []
+        self._head_size = 0
+        self._unparsed_head = 0
+        self._body_size = 0
+        self._content_length: int | None = None
+        self._chunked = False
+        self._expect_continue = False
+        self._trailers: Headers | None = None
+        self._remaining = 0
+        callbacks = SimpleNamespace(
+            on_message_begin=self._on_message_begin,
+            on_url=self._on_url,
+            on_header=self._on_header,
+            on_headers_complete=self._on_headers_complete,
+            on_body=self._on_body,
+            on_message_complete=self._on_message_complete,
+        )
+        self._parser = HttpRequestParser(callbacks)
+
+    # ------------------------------------------------------------ receiving
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed bytes received from the client; ``b""`` means it closed its side.
+
+        The data is parsed at once and not kept: the caller may reuse its buffer.
+        Errors are not raised here but by :meth:`next_event`, in order.
+        """
+        if self._stopped or self._error is not None:
+            return  # nothing after the last request or an error is HTTP to us
+        if not data:
+            self._eof = True
+            return
+        try:
+            self._parser.feed_data(data)
+        except HttpParserUpgrade:
+            self._stopped = True
+        except HttpParserError as exc:
+            if not self._stopped:  # else: bytes after "Connection: close", ignored
+                self._fail(exc)
+            return
+        except RemoteProtocolError as exc:  # pragma: no cover - httptools wraps these
+            self._error = exc
+            return
+        if self._in_head:
+            self._unparsed_head += len(data)
+            if self._unparsed_head > self.max_header_size:
+                self._error = RemoteProtocolError("request header fields too large", 431)
+
+    def _fail(self, exc: HttpParserError) -> None:
+        """Record why parsing stopped: our own limit, or llhttp's complaint."""
+        cause = exc.__context__
+        if isinstance(cause, RemoteProtocolError):
+            self._error = cause
+        else:
+            self._error = RemoteProtocolError(f"malformed request: {exc}", 400)
+
+    def next_event(self) -> Event:
+        """The next event: a :class:`Request`, :class:`Data`, :class:`EndOfMessage`,
+        :data:`NEED_DATA`, or :data:`CONNECTION_CLOSED` (the client closed, or no more
+        requests will be read on this connection).
+
+        Raises:
+            RemoteProtocolError: the client broke the protocol or a limit; its
+                ``status_code`` is the answer to send (400, 413, 414, 431, 505) before
+                closing the connection.
+        """
+        events = self._events
+        if events:
+            return events.popleft()
+        if self._error is not None:
+            raise self._error
+        if self._stopped:
+            return CONNECTION_CLOSED
+        if self._eof:
+            if self._in_message:
+                self._error = RemoteProtocolError("connection closed in the middle of a request")
+                raise self._error
+            return CONNECTION_CLOSED
+        return NEED_DATA
+
+    @property
+    def in_request(self) -> bool:
+        """True between the first byte of a request and its end."""
+        return self._in_message
+
+    @property
+    def their_eof(self) -> bool:
+        """True once the client has closed its sending side."""
+        return self._eof
+
+    # httptools callbacks: they only queue events (see the module docstring).
+
+    def _on_message_begin(self) -> None:
+        self._in_message = True
+        self._in_head = True
+        self._target = b""
+        self._headers = []
+        self._head_size = 0
+        self._unparsed_head = 0
+        self._body_size = 0
+        self._content_length = None
+        self._chunked = False
+        self._expect_continue = False
+        self._trailers = None
+
+    def _on_url(self, url: bytes) -> None:
+        self._target += url
+        if len(self._target) > self.max_header_size:
+            raise RemoteProtocolError("request line too long", 414)
+
+    def _on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:  # after a chunked body: a trailer field
+            if self._trailers is None:
+                self._trailers = []
+            self._trailers.append((name, value))
+            return
+        headers = self._headers
+        headers.append((name, value))
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > self.max_header_size or len(headers) > self.max_headers:
+            raise RemoteProtocolError("request header fields too large", 431)
+        size = len(name)
+        if size == 14:
+            if name.lower() == b"content-length":
+                self._content_length = int(value)  # llhttp accepts digits only
+        elif size == 17:
+            if name.lower() == b"transfer-encoding":
+                self._chunked = True  # llhttp rejects a request TE not ending in chunked
+        elif size == 6 and name.lower() == b"expect":
+            self._expect_continue = value.lower() == b"100-continue"
+
+    def _on_headers_complete(self) -> None:
+        self._in_head = False
+        parser = self._parser
+        version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            raise RemoteProtocolError(f"HTTP/{version} is not supported", 505)
+        length = self._content_length
+        limit = self.max_body_size
+        if limit is not None and length is not None and length > limit:
+            raise RemoteProtocolError("request body too large", 413)
+        if parser.should_upgrade():
+            # llhttp hands over everything after the head to the new protocol: no body.
+            request = Request(
+                parser.get_method(), self._target, version, self._headers, False, False
+            )
+            request.upgrade = True
+        else:
+            request = Request(
+                parser.get_method(),
+                self._target,
+                version,
+                self._headers,
+                parser.should_keep_alive(),
+                self._expect_continue,
+                length,
+                self._chunked,
+            )
+        self._events.append(request)
+
+    def _on_body(self, body: bytes) -> None:
+        limit = self.max_body_size
+        if limit is not None:
+            self._body_size += len(body)
+            if self._body_size > limit:
+                raise RemoteProtocolError("request body too large", 413)
+        self._events.append(Data(body))
+
+    def _on_message_complete(self) -> None:
+        self._in_message = False
+        trailers = self._trailers
+        self._events.append(EndOfMessage() if trailers is None else EndOfMessage(trailers))
+        if not self._parser.should_keep_alive():
+            self._stopped = True
+
+    # ------------------------------------------------------------ responding
+
+    def start_response(
+        self,
+        request: Request,
+        status: str,
+        headers: list[tuple[str, str]],
+        content_length: int | None = None,
+        close: bool = False,
+    ) -> bytes:
+        """Choose the framing for the response to ``request`` and return its head.
+
+        Args:
+            request: the request being answered.
+            status: status code and reason, e.g. ``"200 OK"``.
+            headers: ``(name, value)`` string pairs (latin-1), as a WSGI app gives them.
+                ``Transfer-Encoding`` is left out (the framing is this layer's choice);
+                a ``Connection: close`` is honoured.
+            content_length: the length of the whole body if the caller knows it and
+                ``headers`` do not say it; framing by length instead of chunking.
+            close: end the connection after this response.
+
+        Raises:
+            LocalProtocolError: a response is already under way.
+            ValueError: a malformed status, or a line break in a header.
+            TypeError: a header name or value is not a string.
+            UnicodeEncodeError: a header is not latin-1.
+        """
+        if self.framing is not None:
+            raise LocalProtocolError("a response is already under way")
+        if len(status) < 4 or status[3] != " " or not status[:3].isdigit():
+            raise ValueError(f"malformed status {status!r}: want '200 OK' form")
+        code = int(status[:3])
+        parts = ["HTTP/1.1 ", status, "\r\n"]
+        declared: int | None = None
+        has_date = has_server = has_connection = False
+        keep_alive = self.keep_alive and request.keep_alive and not close
+        for name, value in headers:
+            if type(name) is not str or type(value) is not str:
+                raise TypeError(f"header {name!r}: {value!r}: names and values must be str")
+            lname = name.lower()
+            if lname == "content-length":
+                declared = _parse_length(value)
+            elif lname == "date":
+                has_date = True
+            elif lname == "server":
+                has_server = True
+            elif lname == "connection":
+                has_connection = True
+                if "close" in value.lower():
+                    keep_alive = False
+            elif lname == "transfer-encoding":
+                continue
+            parts.append(f"{name}: {value}\r\n")
+        lines = len(parts) - 2  # the status line is three parts
+        if request.method == b"HEAD" or code < 200 or code == 204 or code == 304:
+            framing = NO_BODY
+            if declared is None and content_length is not None and request.method == b"HEAD":
+                parts.append(f"Content-Length: {content_length}\r\n")
+                lines += 1
+        elif declared is not None:
+            framing = LENGTH
+            self._remaining = declared
+        elif content_length is not None:
+            framing = LENGTH
+            self._remaining = content_length
+            parts.append(f"Content-Length: {content_length}\r\n")
+            lines += 1
+        elif request.http_version == "1.1":
+            framing = CHUNKED
+            parts.append("Transfer-Encoding: chunked\r\n")
+            lines += 1
+        else:
+            framing = UNTIL_CLOSE
+            keep_alive = False
+        if not has_connection:
+            if not keep_alive:
+                parts.append("Connection: close\r\n")
+                lines += 1
+            elif request.http_version == "1.0":
+                parts.append("Connection: keep-alive\r\n")
+                lines += 1
+        if not has_date:
+            parts.append(f"Date: {http_date()}\r\n")
+            lines += 1
+        if not has_server and self.server_header is not None:
+            parts.append(f"Server: {self.server_header}\r\n")
+            lines += 1
+        parts.append("\r\n")
+        lines += 1
+        head = "".join(parts)
+        if head.count("\n") != lines or head.count("\r") != lines:
+            raise ValueError(f"line break in the status or a header: {_first_broken(parts)!r}")
+        encoded = head.encode("latin-1")
+        self.framing = framing
+        self.keep_alive = keep_alive
+        self.truncated = 0
+        return encoded
+
+    def send_data(self, data: bytes) -> bytes:
+        """The bytes to send for ``data`` as the next part of the response body.
+
+        Chunk framing is added; nothing is sent for a response without a body; bytes
+        beyond the declared Content-Length are dropped (counted in :attr:`truncated`).
+        """
+        framing = self.framing
+        if framing is LENGTH:
+            remaining = self._remaining
+            size = len(data)
+            if size <= remaining:
+                self._remaining = remaining - size
+                return data
+            self.truncated += size - remaining
+            self._remaining = 0
+            return data[:remaining]
+        if framing is CHUNKED:
+            return b"%x\r\n%b\r\n" % (len(data), data) if data else b""
+        if framing is UNTIL_CLOSE:
+            return data
+        if framing is None:
+            raise LocalProtocolError("send_data() before start_response()")
+        return b""
+
+    def record_data(self, size: int) -> None:
+        """Count ``size`` body bytes the caller sent itself (with sendfile, say).
+
+        Only for Content-Length or until-close framing, where bytes go out unchanged.
+        """
+        if self.framing is LENGTH:
+            self._remaining = max(self._remaining - size, 0)
+        elif self.framing is not UNTIL_CLOSE:
+            raise LocalProtocolError(f"cannot send raw body bytes with {self.framing} framing")
+
+    def end_response(self) -> bytes:
+        """The bytes that end the response body; then the connection may be reused.
+
+        A body shorter than its declared Content-Length ends the connection: the client
+        is still waiting for the rest.
+        """
+        framing = self.framing
+        if framing is None:
+            raise LocalProtocolError("end_response() before start_response()")
+        self.framing = None
+        if framing is CHUNKED:
+            return _LAST_CHUNK
+        if framing is LENGTH and self._remaining:
+            self.keep_alive = False
+        return b""
+
+    def abort_response(self) -> None:
+        """Give up on the response under way: the connection cannot be reused."""
+        self.framing = None
+        self.keep_alive = False
+
+    @property
+    def remaining(self) -> int:
+        """Body bytes still owed under Content-Length framing."""
+        return self._remaining if self.framing is LENGTH else 0
+
+
+def _parse_length(value: str) -> int:
+    """A Content-Length header value as an int; ValueError if it is not one."""
+    text = value.strip()
+    if not text.isdigit() or not text.isascii():
+        raise ValueError(f"bad Content-Length {value!r}")
+    return int(text)
+
+
+def _first_broken(parts: list[str]) -> str:
+    """The piece of a response head (the status, or a header line) with a stray CR/LF."""
+    for index, part in enumerate(parts):
+        text = part if index == 1 else part[:-2]  # parts[1] is the status
+        if "\r" in text or "\n" in text:
+            return part
+    return "".join(parts)  # pragma: no cover - the counts said there is one
