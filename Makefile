@@ -38,6 +38,7 @@ $(BENCH_VENV)/.installed: pyproject.toml
 	touch $@
 
 bench: $(BENCH_VENV)/.installed
+	@command -v wrk >/dev/null || echo "wrk is not installed (apt-get install wrk): the HTTP tables will fail"
 	$(BPY) bench/run_all.py
 
 clean:

@@ -10,6 +10,10 @@ alike, and each table reports the median of the runs.
 Ratios are always "how many times better than gevent": ``gevent / impl`` for a cost
 (lower is better), ``impl / gevent`` for a rate (higher is better). So a ratio above 1
 means that implementation beat gevent, whatever the metric.
+
+A table may name its own implementations and baseline (the HTTP servers compare five
+servers against ``gevent-nodelay``). An implementation is called ``library`` or
+``library-variant``; ``--impls gevent`` selects every gevent variant of a table.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 IMPLS = ("greenwire", "gevent", "eventlet")
+#: Libraries ``--impls`` may name: IMPLS, plus servers only some tables run.
+LIBRARIES = (*IMPLS, "gunicorn")
 BASELINE = "gevent"
 DEFAULT_RUNS = 5
 #: Rounds per worker process for the CPU micro-benchmarks (best one kept); 1 in --quick.
@@ -46,7 +52,7 @@ class Options:
 
     runs: int = DEFAULT_RUNS
     quick: bool = False
-    impls: tuple[str, ...] = IMPLS
+    impls: tuple[str, ...] = LIBRARIES
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,16 @@ class Metric:
         return "higher" if self.higher_is_better else "lower"
 
 
+def library_of(impl: str) -> str:
+    """The library of an implementation name: ``gevent-nodelay`` -> ``gevent``."""
+    return impl.split("-", 1)[0]
+
+
+def is_selected(impl: str, wanted: Sequence[str]) -> bool:
+    """Whether ``impl`` is asked for, by its own name or by its library's."""
+    return impl in wanted or library_of(impl) in wanted
+
+
 @dataclass
 class Table:
     """The samples of one benchmark: per implementation, one dict of numbers per run."""
@@ -77,6 +93,10 @@ class Table:
     note: str = ""
     samples: dict[str, list[Numbers]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    #: The implementations this table measures, in the order of its columns.
+    impls: tuple[str, ...] = IMPLS
+    #: The implementation the ratios compare against.
+    baseline: str = BASELINE
 
     def median(self, impl: str, key: str) -> float | None:
         values = [run[key] for run in self.samples.get(impl, []) if key in run]
@@ -102,22 +122,23 @@ class Table:
             return None
         key = metric.key
         mine = [run.get(key, 0.0) for run in self.samples.get(impl, [])]
-        base = [run.get(key, 0.0) for run in self.samples.get(BASELINE, [])]
+        base = [run.get(key, 0.0) for run in self.samples.get(self.baseline, [])]
         if mine and len(mine) == len(base) and min(mine) > 0 and min(base) > 0:
             pairs = list(zip(mine, base, strict=True))
             if metric.higher_is_better:
                 return statistics.median([m / b for m, b in pairs])
             return statistics.median([b / m for m, b in pairs])
-        m_med, b_med = self.median(impl, key), self.median(BASELINE, key)
+        m_med, b_med = self.median(impl, key), self.median(self.baseline, key)
         if m_med is None or b_med is None or m_med <= 0 or b_med <= 0:
             return None
         return m_med / b_med if metric.higher_is_better else b_med / m_med
 
     def render(self) -> str:
-        """A Markdown table: one row per metric, medians then ratios to gevent."""
-        impls = [i for i in IMPLS if i in self.samples or i in self.errors]
-        others = [i for i in impls if i != BASELINE]
-        header = ["metric", "better", *impls, *(f"{i} vs {BASELINE}" for i in others)]
+        """A Markdown table: one row per metric, medians then ratios to the baseline."""
+        base = self.baseline
+        impls = [i for i in self.impls if i in self.samples or i in self.errors]
+        others = [i for i in impls if i != base]
+        header = ["metric", "better", *impls, *(f"{i} vs {base}" for i in others)]
         rows = [header, ["---"] * len(header)]
         for m in self.metrics:
             row = [m.label, m.better]
@@ -132,9 +153,9 @@ class Table:
         lines += ["| " + " | ".join(r) + " |" for r in rows]
         lines += [
             "",
-            f'Medians of {runs} run(s), ± half the min-max range. "vs {BASELINE}" > 1 means'
-            f" better than {BASELINE}: the median over interleaved repetitions of"
-            f" {BASELINE} ÷ impl for a cost, impl ÷ {BASELINE} for a rate.",
+            f'Medians of {runs} run(s), ± half the min-max range. "vs {base}" > 1 means'
+            f" better than {base}: the median over interleaved repetitions of"
+            f" {base} ÷ impl for a cost, impl ÷ {base} for a rate.",
         ]
         if self.note:
             lines.append(self.note)
@@ -160,6 +181,8 @@ class Table:
             note=data["note"],
             samples=data["samples"],
             errors=data["errors"],
+            impls=tuple(data.get("impls", IMPLS)),
+            baseline=data.get("baseline", BASELINE),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -167,6 +190,8 @@ class Table:
             "id": self.id,
             "title": self.title,
             "note": self.note,
+            "impls": list(self.impls),
+            "baseline": self.baseline,
             "metrics": [vars(m) for m in self.metrics],
             "medians": {
                 impl: {m.key: self.median(impl, m.key) for m in self.metrics}
@@ -266,10 +291,12 @@ def collect(
 ) -> Table:
     """Fill ``table`` with ``opts.runs`` interleaved runs of ``run_once(impl)``.
 
+    Runs the table's implementations that ``opts.impls`` selects (see :func:`is_selected`).
     An implementation whose run fails is recorded in ``table.errors`` and not retried.
     """
+    impls = [impl for impl in table.impls if is_selected(impl, opts.impls)]
     for rep in range(opts.runs):
-        for impl in opts.impls:
+        for impl in impls:
             if impl in table.errors:
                 continue
             print(f"  [{table.id}] run {rep + 1}/{opts.runs}: {impl}", file=sys.stderr)
@@ -352,14 +379,15 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--impls",
-        default=",".join(IMPLS),
-        help="comma-separated implementations to run (default: all)",
+        default=",".join(LIBRARIES),
+        help="comma-separated libraries (gevent) or implementations (gevent-nodelay) to run"
+        " (default: all)",
     )
 
 
 def options_from(args: argparse.Namespace) -> Options:
     impls = tuple(i.strip() for i in args.impls.split(",") if i.strip())
-    unknown = set(impls) - set(IMPLS)
+    unknown = {i for i in impls if library_of(i) not in LIBRARIES}
     if unknown:
         raise SystemExit(f"unknown implementation(s): {', '.join(sorted(unknown))}")
     runs = args.runs if args.runs is not None else (1 if args.quick else DEFAULT_RUNS)

@@ -28,6 +28,7 @@ from _common import (
     Numbers,
     Options,
     Table,
+    Target,
     collect,
     run_worker,
     scaled,
@@ -155,6 +156,8 @@ def _threads(params: dict[str, Any]) -> Numbers:
     return _measure(socket, spawn, join, params)
 
 
+TARGETS: list[Target] = []
+
 WORKERS = {"greenwire": _greenwire, "gevent": _gevent, "eventlet": _eventlet}
 REFERENCE = {"threads": _threads}
 
@@ -177,4 +180,4 @@ def run(opts: Options) -> list[Table]:
 
 if __name__ == "__main__":
     if not worker_entry({**WORKERS, **REFERENCE}):
-        sys.exit(script_main(__doc__.splitlines()[0], run, []))
+        sys.exit(script_main(__doc__.splitlines()[0], run, TARGETS))

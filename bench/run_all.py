@@ -23,6 +23,8 @@ from typing import Any
 
 import bench_echo
 import bench_handoff
+import bench_http
+import bench_idle_http
 import bench_memory
 import bench_sleep
 import bench_spawn
@@ -38,6 +40,8 @@ MODULES: list[ModuleType] = [
     bench_memory,
     bench_echo,
     bench_throughput,
+    bench_http,
+    bench_idle_http,
 ]
 
 _LOOP_PROBES = {
@@ -71,7 +75,7 @@ def _probe(code: str) -> str:
 def machine_info() -> dict[str, Any]:
     """What the results depend on: interpreter, library versions, cores, load."""
     versions = {}
-    for dist in ("greenwire", "greenlet", "gevent", "eventlet"):
+    for dist in ("greenwire", "greenlet", "gevent", "eventlet", "gunicorn"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -119,7 +123,7 @@ def _replay(path: str, selected: list[ModuleType]) -> int:
     for table in tables:
         print(table.render())
         print()
-    print_targets([t for m in selected for t in m.TARGETS], tables)
+    print_targets([t for m in selected for t in getattr(m, "TARGETS", [])], tables)
     return 0
 
 
@@ -155,7 +159,7 @@ def main() -> int:
             print(table.render())
             print(flush=True)
         tables += module_tables
-        targets += module.TARGETS
+        targets += getattr(module, "TARGETS", [])  # a benchmark may have no target
     verdicts = print_targets(targets, tables)
     info["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
 
