@@ -107,6 +107,18 @@ def test_getnameinfo_like_libc(sockaddr: Any, flags: int) -> None:
     assert outcome(dns.getnameinfo, sockaddr, flags) == outcome(std.getnameinfo, sockaddr, flags)
 
 
+def test_a_refused_getnameinfo_keeps_no_reference_to_its_argument() -> None:
+    argument = "".join(["not", " a tuple"])  # a fresh object nobody else holds
+    before = sys.getrefcount(argument)
+    try:
+        dns.getnameinfo(argument, 0)  # type: ignore[arg-type]
+    except TypeError:
+        # The traceback is alive here, as in CPython's own refcount test.
+        assert sys.getrefcount(argument) == before
+    else:
+        pytest.fail("getnameinfo accepted a string address")
+
+
 @pytest.mark.parametrize("name", ["", "localhost", "127.0.0.1", "0.0.0.0", "::"])
 def test_getfqdn_like_the_stdlib(name: str) -> None:
     assert dns.getfqdn(name) == std.getfqdn(name)

@@ -293,6 +293,38 @@ def test_closing_a_watched_socket_wakes_the_selector(fresh_hub: Hub, pair: Pair)
 # ----------------------------------------------------------------------------- poll()
 
 
+def test_a_loop_over_a_ready_fd_lets_the_others_run(pair: Pair) -> None:
+    # An asyncore-style loop over an always-writable socket must not starve the greenlet
+    # it is waiting for (CPython's test_ftplib TLS tests hang otherwise).
+    a, b = pair
+    pollster = green_select.poll()
+    pollster.register(b, stdlib_select.POLLOUT)
+    calls: list[Callable[[], object]] = [
+        lambda: green_select.select([], [b], [], 10),
+        lambda: green_select.select([], [b], [], None),
+        lambda: pollster.poll(10_000),
+        lambda: pollster.poll(),
+    ]
+    for call in calls:
+        turns: list[int] = []
+        other = greenwire.spawn(turns.append, 1)
+        assert call() in (([], [b], []), [(b.fileno(), stdlib_select.POLLOUT)])
+        assert turns == [1]
+        other.get()
+
+
+def test_a_zero_timeout_looks_without_yielding(pair: Pair) -> None:
+    a, b = pair
+    pollster = green_select.poll()
+    pollster.register(b, stdlib_select.POLLOUT)
+    turns: list[int] = []
+    other = greenwire.spawn(turns.append, 1)
+    assert green_select.select([], [b], [], 0) == ([], [b], [])
+    assert pollster.poll(0) == [(b.fileno(), stdlib_select.POLLOUT)]
+    assert turns == []
+    other.get()
+
+
 def test_poll_objects_cannot_be_made_by_hand() -> None:
     p = green_select.poll()
     with pytest.raises(TypeError, match="cannot create 'greenwire.green.select.poll' instances"):

@@ -82,6 +82,24 @@ def test_ready_events_return_at_once(
     assert vclock.now() == 0
 
 
+def test_a_loop_over_a_ready_fd_lets_the_others_run(
+    selector: stdlib_selectors.BaseSelector, pair: Pair
+) -> None:
+    a, b = pair
+    key = selector.register(b, WRITE)
+    for timeout in (10, None):
+        turns: list[int] = []
+        other = greenwire.spawn(turns.append, 1)
+        assert selector.select(timeout) == [(key, WRITE)]
+        assert turns == [1]  # the other greenlet ran before the events came back
+        other.get()
+    turns = []
+    other = greenwire.spawn(turns.append, 1)
+    assert selector.select(0) == [(key, WRITE)]  # only a look: no turn
+    assert turns == []
+    other.get()
+
+
 def test_select_waits_cooperatively(
     vclock: VirtualClock, fresh_hub: Hub, selector: stdlib_selectors.BaseSelector, pair: Pair
 ) -> None:

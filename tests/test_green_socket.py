@@ -203,6 +203,33 @@ def test_timeout_calls_on_a_closed_socket_raise_ebadf_like_the_stdlib() -> None:
         assert got.value.errno == expected.value.errno == errno.EBADF
 
 
+def test_timeout_calls_on_an_fd_closed_behind_the_socket_raise_like_the_stdlib() -> None:
+    def orphan(cls: Any) -> Any:
+        """A socket object whose fd was closed by its twin (CPython's issue 28471)."""
+        twin = std.socket()
+        sock = cls(std.AF_INET, std.SOCK_STREAM, 0, twin.fileno())
+        twin.close()
+        return sock
+
+    calls: list[Callable[[Any], None]] = [
+        lambda x: x.settimeout(1.5),
+        lambda x: x.setblocking(True),
+        lambda x: x.setblocking(False),
+    ]
+    for call in calls:
+        s, ref = orphan(gs.socket), orphan(std.socket)
+        try:
+            with pytest.raises(OSError) as expected:
+                call(ref)
+            with pytest.raises(OSError) as got:
+                call(s)
+            assert got.value.errno == expected.value.errno == errno.EBADF
+            assert s.gettimeout() == ref.gettimeout()  # set before the error, as in C
+        finally:
+            s.detach()
+            ref.detach()
+
+
 # -------------------------------------------------------------- data transfer
 
 

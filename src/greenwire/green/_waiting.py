@@ -11,6 +11,19 @@ was a false alarm (another greenlet read the data first, a read edge also report
 "writable"...). No edge can slip between the zero-timeout look and the observers: no
 greenlet switch happens in between, and the hub only polls after the caller has parked.
 
+Taking turns
+------------
+A call that *may* wait (a timeout that is not zero) and finds something ready at once
+lets the other greenlets run once (:func:`take_turn`) before it returns. Without that, a
+loop such as ``while True: select(..., timeout)`` over an fd that is always ready (a
+writable socket in an asyncore loop waiting for its peer's TLS handshake) never gives
+the hub a chance to run anything else, and the peer it waits for -- a thread under real
+threading, preempted in and out -- is a greenlet that never gets to send. The results are
+those of the one look the call made (the stdlib makes one too, so ``fileno()`` methods
+with side effects see the same calls); as with threads, another greenlet may act on an
+fd before the caller does, which non-blocking code handles already. A call that finds
+nothing ready parks at once, as before, and a zero timeout only looks.
+
 Timeout values
 --------------
 The stdlib converts timeouts with CPython's ``_PyTime`` rules: a ``float`` (not NaN, in
@@ -29,6 +42,7 @@ from greenlet import getcurrent
 from greenlet import greenlet as RawGreenlet
 
 from greenwire._core import FdObserver, Hub
+from greenwire.greenlet import sleep
 
 #: ``_PyTime_t`` counts nanoseconds in a signed 64-bit integer.
 NS_LIMIT = 2**63
@@ -91,3 +105,12 @@ def wait_any(hub: Hub, interests: Iterable[tuple[int, bool, bool]], deadline: fl
         waker.armed = False
         for obs in observers:
             obs.cancel()
+
+
+def take_turn(hub: Hub) -> None:
+    """Let the other ready greenlets (and the hub's I/O polling) run before we go on.
+
+    Does nothing inside the hub itself (a callback cannot yield).
+    """
+    if getcurrent() is not hub:
+        sleep(0)

@@ -140,7 +140,13 @@ def getnameinfo(sockaddr: Any, flags: int, /) -> tuple[str, str]:
         or not isinstance(flags, int)
         or flags & _NI_NUMERIC == _NI_NUMERIC
     ):
-        return _getnameinfo(sockaddr, flags)  # refused at once, or nothing to look up
+        try:
+            return _getnameinfo(sockaddr, flags)  # refused at once, or nothing to look up
+        except BaseException:
+            # The traceback keeps this frame alive while the error is handled; let it
+            # not keep the caller's argument too (the C function holds no reference).
+            del sockaddr
+            raise
     return run_in_thread(_getnameinfo, sockaddr, flags)
 
 

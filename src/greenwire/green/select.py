@@ -2,7 +2,8 @@
 
 Both ask the kernel first with a zero timeout through the real functions, so results,
 argument handling and errors are the stdlib's own, and wait on the hub only when nothing
-is ready (see :mod:`greenwire.green._waiting`).
+is ready. A call with a non-zero timeout that finds something ready at once lets the
+other greenlets run before it returns (see :mod:`greenwire.green._waiting`).
 
 ``epoll``, ``devpoll`` and ``kqueue`` are left as they are: the hub uses epoll itself, and
 the green :mod:`selectors` makes ``EpollSelector`` cooperative by waiting on the epoll
@@ -31,7 +32,7 @@ from typing import Any, TypeVar
 
 from greenwire._core import get_hub
 from greenwire.green._registry import original
-from greenwire.green._waiting import as_number, seconds_in_range, wait_any
+from greenwire.green._waiting import as_number, seconds_in_range, take_turn, wait_any
 
 __target__ = "select"
 __implements__ = ["select", "poll"]
@@ -108,15 +109,18 @@ def select(
         seconds = float(number)
     rlist, wlist, xlist = _as_list(rlist), _as_list(wlist), _as_list(xlist)
     ready: tuple[list[Any], list[Any], list[Any]] = real_select(rlist, wlist, xlist, 0)
-    if ready[0] or ready[1] or ready[2] or seconds == 0:
+    if seconds == 0:
         return ready
+    hub = get_hub()
+    if ready[0] or ready[1] or ready[2]:
+        take_turn(hub)  # a caller prepared to wait lets the others run (see _waiting)
+        return ready
+    deadline = None if seconds is None else hub.now() + seconds
     interests: dict[int, list[bool]] = {}
     for objs, index in ((rlist, 0), (xlist, 0), (wlist, 1)):
         for obj in objs:
             interests.setdefault(_fileno(obj), [False, False])[index] = True
     specs = [(fd, want[0], want[1]) for fd, want in interests.items()]
-    hub = get_hub()
-    deadline = None if seconds is None else hub.now() + seconds
     while True:
         in_time = wait_any(hub, specs, deadline)
         ready = real_select(rlist, wlist, xlist, 0)
@@ -197,14 +201,17 @@ class _PollObject:
         self._polling = True
         try:
             ready: list[tuple[int, int]] = self._real.poll(0)
-            if ready or seconds == 0:
+            if seconds == 0:
                 return ready
+            hub = get_hub()
+            if ready:
+                take_turn(hub)  # a caller prepared to wait lets the others run
+                return ready
+            deadline = None if seconds is None else hub.now() + seconds
             specs = [
                 (fd, bool(mask & _READ_MASK), bool(mask & _WRITE_MASK))
                 for fd, mask in self._masks.items()
             ]
-            hub = get_hub()
-            deadline = None if seconds is None else hub.now() + seconds
             while True:
                 in_time = wait_any(hub, specs, deadline)
                 ready = self._real.poll(0)

@@ -17,6 +17,10 @@ The classes here are the stdlib's own, subclassed, so registration, keys, errors
   has an event. Waiting therefore costs the same however many fds are registered.
 * ``DefaultSelector`` is ``EpollSelector`` where the platform has epoll.
 
+In all three, a call prepared to wait (a timeout that is not zero) that finds events at
+once lets the other greenlets run before it returns them (see
+:mod:`greenwire.green._waiting`).
+
 Known limit: closing a selector while another greenlet is inside its ``select()`` leaves
 that greenlet waiting until its timeout, as with threads.
 """
@@ -29,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from greenwire._core import get_hub
 from greenwire.green._registry import original
-from greenwire.green._waiting import wait_any
+from greenwire.green._waiting import take_turn, wait_any
 from greenwire.green.select import poll as _green_poll
 from greenwire.green.select import select as _green_select
 
@@ -82,14 +86,15 @@ if _EpollSelectorBase is not None:
             """
             if timeout is not None and timeout <= 0:
                 return super().select(timeout)
-            ready = super().select(0)
-            if ready:
-                return ready
             hub = get_hub()
             deadline = None
             if timeout is not None:
                 # As the stdlib: whole milliseconds, rounded up, to wait *at least* timeout.
                 deadline = hub.now() + math.ceil(timeout * 1e3) * 1e-3
+            ready = super().select(0)
+            if ready:
+                take_turn(hub)  # a caller prepared to wait lets the others run
+                return ready
             interest = ((self.fileno(), True, False),)
             while True:
                 in_time = wait_any(hub, interest, deadline)

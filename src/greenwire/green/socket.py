@@ -44,8 +44,9 @@ unclosed socket is garbage-collected.
 
 What differs from the stdlib, by design: the fd itself is always ``O_NONBLOCK`` (visible
 to ``fcntl`` and to ``os.read(sock.fileno())``; ``detach()`` hands it back in the mode the
-stdlib would have left); ``settimeout``/``setblocking`` make no syscall, so an fd closed
-behind the socket's back shows up at the next I/O call rather than there.
+stdlib would have left). Blocking mode needs a non-blocking fd under a hub: the wait
+belongs in the hub, not in the kernel call, and the hot ``recv`` path relies on the
+flag to learn "would block" without an exception.
 
 Host names in the addresses given to ``connect``, ``connect_ex``, ``sendto`` and
 ``sendmsg`` would make the C layer call libc's resolver inline and block the hub; they are
@@ -62,7 +63,7 @@ import math
 import os
 import socket as _stdlib
 from collections.abc import Callable
-from errno import EAGAIN, EALREADY, EBADF, EINPROGRESS, EINTR, EISCONN, EWOULDBLOCK
+from errno import EAGAIN, EALREADY, EINPROGRESS, EINTR, EISCONN, EWOULDBLOCK
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, SupportsIndex
 
@@ -230,18 +231,21 @@ class socket(_BaseSocket):
     def gettimeout(self) -> float | None:
         return self._timeout
 
+    # Both make the one syscall the stdlib's make (fcntl F_GETFL: the fd is already
+    # non-blocking, so there is nothing to set), which is what reports a closed or
+    # invalid fd here with the stdlib's OSError rather than at the next I/O call.
+
     def settimeout(self, value: float | None, /) -> None:
         self._timeout = _normalized_timeout(self, value)
-        if _c_fileno(self) == -1:
-            raise OSError(EBADF, os.strerror(EBADF))
+        _c_setblocking(self, False)
 
     def setblocking(self, flag: bool, /) -> None:
-        if _c_fileno(self) == -1 or (type(flag) is not bool and type(flag) is not int):
+        if type(flag) is not bool and type(flag) is not int:
             # The C method judges the argument (an integer, or something with
             # __index__) and raises the stdlib's errors; then undo what it did.
             _c_setblocking(self, flag)
-            _c_setblocking(self, False)
         self._timeout = None if flag else 0.0
+        _c_setblocking(self, False)
 
     def getblocking(self) -> bool:
         return self._timeout != 0.0
@@ -629,9 +633,13 @@ class socket(_BaseSocket):
     def detach(self) -> int:
         self._forget_fd()
         # Hand the fd over in the mode the stdlib would leave it in: blocking unless a
-        # timeout is set.
+        # timeout is set. The stdlib's detach() cannot fail, so neither may this: an fd
+        # already closed behind the socket's back has no mode to restore.
         if self._timeout is None and _c_fileno(self) != -1:
-            _c_setblocking(self, True)
+            try:
+                _c_setblocking(self, True)
+            except OSError:
+                pass
         return super().detach()
 
     def __del__(self) -> None:
