@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BENCH_VENV ?= .venv-bench
 BPY := $(BENCH_VENV)/bin/python
 
-.PHONY: demo echo-demo test lint typecheck unit bench clean
+.PHONY: demo echo-demo test lint typecheck unit bench stdlib-tests clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ $(BENCH_VENV)/.installed: pyproject.toml
 bench: $(BENCH_VENV)/.installed
 	@command -v wrk >/dev/null || echo "wrk is not installed (apt-get install wrk): the HTTP tables will fail"
 	$(BPY) bench/run_all.py
+
+STDLIB_IMPL ?= greenwire
+# CPython's own test modules under patch_all() (docs/compat.md).
+# Against gevent too: make stdlib-tests STDLIB_IMPL=greenwire,gevent (needs the bench extras).
+stdlib-tests: $(VENV)/.installed
+	$(PY) stdlib_tests/run.py --impl $(STDLIB_IMPL) --jobs 2 --problems
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
