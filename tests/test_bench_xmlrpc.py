@@ -18,8 +18,15 @@ from typing import Any
 
 import pytest
 
-from greenwire.bench import _report, xmlrpc_experiment
-from greenwire.bench._processes import Child, ChildError, cpu_seconds, script_argv
+from greenwire.bench import _report, _xmlrpc_client, xmlrpc_experiment
+from greenwire.bench._processes import (
+    Child,
+    ChildError,
+    cpu_seconds,
+    plan_placement,
+    run_queue_wait_seconds,
+    script_argv,
+)
 
 SERVERS = xmlrpc_experiment.SERVERS
 REGIMES = xmlrpc_experiment.REGIMES
@@ -70,12 +77,18 @@ def test_smoke_run_has_every_row_and_correct_answers(tmp_path: Path) -> None:
                 assert row["p50_ms"] <= row["p99_ms"] <= row["max_ms"]
                 assert row["client_processes"] == min(level, 2)
                 assert row["server_cpu_us_per_call"] > 0
+                assert row["server_wait_percent"] >= 0
                 assert (row["backend_cpu_us_per_call"] is None) == (regime == "cpu")
             if _installed(server):
                 [check] = [
                     c for c in result["checks"] if (c["server"], c["regime"]) == (server, regime)
                 ]
                 assert check["before"] == "ok" and check["after"] == "ok", check
+    can_pin = len(os.sched_getaffinity(0)) >= 2
+    assert result["placement"]["pinned"] is can_pin
+    if can_pin:
+        assert result["placement"]["server_cpus"] == [min(os.sched_getaffinity(0))]
+        assert "Placement: server pinned to CPU" in proc.stdout
     assert "| clients | server | calls/s |" in proc.stdout
     assert "Target (greenwire's patched server against gevent's)" in proc.stdout
     measured = sum(_installed(s) for s in SERVERS) * len(REGIMES) * len(levels)
@@ -166,7 +179,7 @@ def test_table_shows_ratios_failures_and_missing_variants() -> None:
     rows = [
         _row("single", 100, 2000.0, 40.0),
         _row("greenwire", 100, 1500.0, 50.0, unfinished=3),
-        _row("gevent", 100, 1000.0, 60.0),
+        _row("gevent", 100, 1000.0, 60.0, server_cpu_percent=45.0, server_wait_percent=52.4),
         {
             "server": "threaded",
             "regime": "cpu",
@@ -181,6 +194,10 @@ def test_table_shows_ratios_failures_and_missing_variants() -> None:
     ]
     table = _report.render_table(_result(rows))
     assert "| 100 | greenwire | 1,500 | 0.75x | 1.50x | 25.0 | 50.0 | 0 + 3 unfinished |" in table
+    assert (
+        "| 100 | gevent | 1,000 | 0.50x | 1.00x | 30.0 | 60.0 | 0 | 300 | 350 | 45 (52) |" in table
+    )
+    assert "| 0 + 3 unfinished | 300 | 350 | - |" in table  # no CPU share recorded
     assert "| all | eventlet | not installed |" in table
     assert "failed: server exited: boom / bang" in table
     assert table.count("eventlet") == 1
@@ -222,9 +239,15 @@ def test_bad_options_get_clear_errors(capsys: pytest.CaptureFixture[str]) -> Non
             xmlrpc_experiment.parse_args(argv)
         assert exc_info.value.code == 2
         assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        xmlrpc_experiment.parse_args(["--client-kind", "fast"])
+    assert "invalid choice: 'fast'" in capsys.readouterr().err
     opts, from_json = xmlrpc_experiment.parse_args(["--servers", "greenwire", "--no-chart"])
     assert opts.servers == ("greenwire",) and not opts.chart and from_json is None
     assert opts.concurrency == (1, 10, 100, 1000)
+    assert opts.pin and opts.client_kind == "raw"
+    opts, _ = xmlrpc_experiment.parse_args(["--no-pin", "--client-kind", "proxy"])
+    assert not opts.pin and opts.client_kind == "proxy"
 
 
 def test_unknown_experiment_is_refused() -> None:
@@ -278,3 +301,81 @@ def test_backend_answers_after_its_delay_and_refuses_bad_requests() -> None:
             assert received == answer
     finally:
         backend.stop()
+
+
+def test_placement_gives_the_server_the_first_cpu_and_the_rest_to_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {7, 2, 5})
+    placement = plan_placement(True)
+    assert placement.pinned and placement.server_cpus == (2,)
+    assert placement.other_cpus == (5, 7)
+    assert placement.describe() == ("server pinned to CPU 2, clients and backend to CPU 5,7")
+    assert not plan_placement(False).pinned
+    assert plan_placement(False).describe() == "not pinned (--no-pin)"
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3})
+    assert plan_placement(True).describe() == "not pinned (only 1 CPU available)"
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs two CPUs")
+def test_a_child_is_pinned_before_it_announces_itself() -> None:
+    cpu = max(os.sched_getaffinity(0))
+    child = Child(
+        [sys.executable, "-c", "import os; print('READY', *os.sched_getaffinity(0)); input()"],
+        "pinned",
+        (cpu,),
+    )
+    try:
+        assert child.expect_ready(timeout=60) == [str(cpu)]
+        assert os.getsid(child.pid) == child.pid  # a session of its own
+        assert run_queue_wait_seconds(child.pid) >= 0.0
+    finally:
+        child.stop()
+
+
+def _serve(variant: str) -> tuple[Child, int]:
+    server = Child(script_argv("_xmlrpc_server.py", variant, "1", "16"), f"{variant} server")
+    return server, int(server.expect_ready(timeout=60)[0])
+
+
+@pytest.mark.parametrize("kind", ["raw", "proxy"])
+def test_client_processes_of_both_kinds_call_and_report(kind: str) -> None:
+    server, port = _serve("single")
+    params = {
+        "url": f"http://127.0.0.1:{port}",
+        "method": "gen",
+        "argument": 2048,
+        "warmup": 0.05,
+        "duration": 0.3,
+        "grace": 5.0,
+        "call_timeout": 10.0,
+        "mode": "green",
+        "kind": kind,
+        "callers": 3,
+    }
+    client = Child(script_argv("_xmlrpc_client.py", json.dumps(params)), "client")
+    try:
+        client.expect_ready(timeout=60)
+        client.send("go")
+        report = json.loads(client.last_line(60))
+    finally:
+        client.stop()
+        server.stop()
+    assert report["errors"] == {} and report["unfinished"] == 0
+    assert report["latencies_us"] and all(x > 0 for x in report["latencies_us"])
+
+
+def test_raw_caller_checks_the_exact_answer_and_reports_faults() -> None:
+    server, port = _serve("single")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert _xmlrpc_client._RawCaller(url, "gen", 2048)() is None  # gzipped answer
+        assert _xmlrpc_client._RawCaller(url, "gen", 16)() is None  # plain answer
+        wrong = _xmlrpc_client._RawCaller(url, "gen", 16)
+        wrong.expected = wrong.expected.replace(b"0", b"1")
+        wrong.answer = "1" * 16
+        assert wrong() == ("WrongAnswer", f"wrong answer {'0' * 16!r}")
+        fault = _xmlrpc_client._RawCaller(url, "nope", 3)()
+        assert fault is not None and fault[0] == "Fault" and "nope" in fault[1]
+    finally:
+        server.stop()

@@ -467,6 +467,38 @@ def test_patched_thread_module_starts_greenlets_and_keeps_real_threads() -> None
     ]
 
 
+def test_thread_start_switches_into_the_new_thread_at_once() -> None:
+    # Thread.start() waits for the new thread anyway: the thread runs first, then the
+    # greenlets already ready, then the starter (parking on the thread's Event would have
+    # run the ready ones first). A plain start_new_thread, which nobody waits for, is only
+    # scheduled: its caller goes on first.
+    out = check_patched(
+        """
+        import _thread, threading
+        import greenwire
+
+        log = []
+        greenwire.sleep(0)  # the hub is running
+        greenwire.spawn(log.append, "ready before")
+        t = threading.Thread(target=log.append, args=("thread",))
+        t.start()
+        print(log)
+        _thread.start_new_thread(log.append, ("plain",))
+        print(log[-1])
+        greenwire.sleep(0)
+        print(log[-1])
+        t.join()
+        print(t.is_alive(), threading.active_count())
+        """
+    )
+    assert out.splitlines() == [
+        "['thread', 'ready before']",
+        "ready before",
+        "plain",
+        "False 1",
+    ]
+
+
 # ------------------------------------------------------------------- real OS threads
 
 

@@ -10,6 +10,21 @@ temporary file, whose last lines are quoted when the child fails.
 CPU time and memory of a child are read from ``/proc/<pid>``: ``stat`` fields 14 and 15
 (utime, stime, in clock ticks) cover every thread of the process, which is what a
 threaded server needs.
+
+Placement
+---------
+Left to itself, the kernel shares the CPUs among runnable *threads*: on a busy machine a
+server process with a hundred OS threads (or a resolver pool) gets more CPU than one with a
+single thread, and the clients take whatever the server leaves. Calls/s then compares CPU
+shares, not servers. :func:`plan_placement` therefore gives the server its own CPU (the
+first one this process may use) and the clients and the backend the others, and
+:class:`Child` pins a child with ``os.sched_setaffinity`` right after starting it, before
+it announces itself. Every variant, whatever its number of threads, runs on exactly one
+CPU. Each child also starts a session of its own: where the kernel groups processes by
+session for scheduling (``sched_autogroup``, on by default in most distributions), the
+server is then one scheduling entity on its CPU however many threads it has, instead of
+a part of the orchestrator's group. Other work on the machine can still run on that CPU;
+:func:`run_queue_wait_seconds` measures how long the server waited for it.
 """
 
 from __future__ import annotations
@@ -20,6 +35,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 #: Seconds a child may take to start and announce itself.
@@ -34,15 +51,25 @@ class ChildError(RuntimeError):
 class Child:
     """One child process with a pipe to its stdin and one from its stdout."""
 
-    def __init__(self, argv: list[str], what: str) -> None:
+    def __init__(self, argv: list[str], what: str, cpus: Sequence[int] | None = None) -> None:
         self.what = what
         # Lives as long as the child; closed by stop().
         self._log = tempfile.TemporaryFile("w+b")  # noqa: SIM115
         self._buffer = b""
         self._eof = False
         self.proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            start_new_session=True,
         )
+        if cpus:
+            try:
+                os.sched_setaffinity(self.proc.pid, cpus)
+            except OSError as exc:
+                self.stop()
+                raise ChildError(f"{self.what}: cannot pin to CPUs {list(cpus)}: {exc}") from exc
 
     @property
     def pid(self) -> int:
@@ -134,6 +161,45 @@ class Child:
         self._log.close()
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Which CPUs the server and everything else (clients, backend) may run on."""
+
+    pinned: bool
+    server_cpus: tuple[int, ...]
+    other_cpus: tuple[int, ...]
+    why: str
+
+    def describe(self) -> str:
+        """One line for the report."""
+        if not self.pinned:
+            return f"not pinned ({self.why})"
+        return (
+            f"server pinned to CPU {_cpu_list(self.server_cpus)}, clients and backend to"
+            f" CPU {_cpu_list(self.other_cpus)}"
+        )
+
+
+def _cpu_list(cpus: Sequence[int]) -> str:
+    return ",".join(map(str, cpus))
+
+
+def plan_placement(pin: bool) -> Placement:
+    """The server on the first CPU this process may use, the rest for everything else.
+
+    Not pinned when asked not to, when the OS has no ``sched_setaffinity``, or when fewer
+    than two CPUs are available.
+    """
+    if not pin:
+        return Placement(False, (), (), "--no-pin")
+    if not hasattr(os, "sched_getaffinity"):
+        return Placement(False, (), (), "no sched_setaffinity on this OS")
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return Placement(False, (), (), f"only {len(cpus)} CPU available")
+    return Placement(True, (cpus[0],), tuple(cpus[1:]), "")
+
+
 def script_argv(script: str, *args: str) -> list[str]:
     """The command line running one of this package's scripts by path, with this Python."""
     return [sys.executable, str(Path(__file__).with_name(script)), *args]
@@ -145,6 +211,20 @@ def cpu_seconds(pid: int) -> float:
     # The command name (field 2) may contain spaces and parentheses: split after the last ")".
     fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / _TICKS_PER_SECOND
+
+
+def run_queue_wait_seconds(pid: int) -> float:
+    """Time the main thread of ``pid`` spent ready to run but waiting for a CPU, in seconds.
+
+    From ``/proc/<pid>/schedstat`` (running ns, waiting ns, timeslices); 0.0 where the
+    kernel does not keep scheduler statistics. Only the main thread: the threads of a
+    threaded server come and go, and a green server does all its work in its main thread.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/schedstat").read_text().split()
+    except OSError:
+        return 0.0
+    return int(fields[1]) / 1e9 if len(fields) >= 2 else 0.0
 
 
 def threads_and_rss(pid: int) -> tuple[int, float]:

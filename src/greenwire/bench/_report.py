@@ -80,6 +80,14 @@ def _errors_cell(row: Row) -> str:
     return text
 
 
+def _share_cell(row: Row) -> str:
+    """The server's CPU use and its wait for a CPU, in % of the window ("-" if unknown)."""
+    used, waited = row.get("server_cpu_percent"), row.get("server_wait_percent")
+    if used is None:
+        return "-"
+    return f"{used:.0f}" if waited is None else f"{used:.0f} ({waited:.0f})"
+
+
 def render_table(result: Mapping[str, Any]) -> str:
     """One Markdown table per regime: a row per concurrency level and server."""
     rows: list[Row] = result["rows"]
@@ -99,13 +107,14 @@ def render_table(result: Mapping[str, Any]) -> str:
             "errors",
             "server CPU µs/call",
             "client CPU µs/call",
+            "server CPU % (waited %)",
         ]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "|".join("---:" if i != 1 else "---" for i in range(len(header))) + "|")
         for server in servers:
             missing = [r for r in rows if r["server"] == server and r["regime"] == regime]
             if missing and all(r["status"] == NOT_INSTALLED for r in missing):
-                lines.append(f"| all | {server} | not installed |" + " - |" * 7)
+                lines.append(f"| all | {server} | not installed |" + " - |" * 8)
         for level in result["options"]["concurrency"]:
             for server in servers:
                 row = find_row(rows, server, regime, level)
@@ -113,7 +122,7 @@ def render_table(result: Mapping[str, Any]) -> str:
                     continue
                 if row["status"] != OK:
                     reason = str(row.get("detail", ""))[:80].replace("|", "/")
-                    lines.append(f"| {level} | {server} | failed: {reason} |" + " - |" * 7)
+                    lines.append(f"| {level} | {server} | failed: {reason} |" + " - |" * 8)
                     continue
                 cells = [
                     str(level),
@@ -126,6 +135,7 @@ def render_table(result: Mapping[str, Any]) -> str:
                     _errors_cell(row),
                     _fmt(row["server_cpu_us_per_call"]),
                     _fmt(row["client_cpu_us_per_call"]),
+                    _share_cell(row),
                 ]
                 lines.append("| " + " | ".join(cells) + " |")
         lines.append("")

@@ -15,7 +15,9 @@ Regimes:
 
 Levels are run in order and, within a level, the servers one after another (all of a
 regime's servers stay up), so slow swings of the load on a shared machine hit every
-variant alike.
+variant alike. Each server is pinned to a CPU of its own and the clients and the backend
+to the others (``_processes.plan_placement``; ``--no-pin`` to let the kernel place them),
+so that a server with many OS threads gets no more CPU than one with a single thread.
 """
 
 from __future__ import annotations
@@ -39,8 +41,11 @@ from greenwire.bench import _report
 from greenwire.bench._processes import (
     Child,
     ChildError,
+    Placement,
     cpu_available,
     cpu_seconds,
+    plan_placement,
+    run_queue_wait_seconds,
     script_argv,
     threads_and_rss,
 )
@@ -49,6 +54,7 @@ SERVERS = ("single", "threaded", "greenwire", "gevent", "eventlet")
 REGIMES = ("cpu", "io")
 REGIME_METHODS = {"cpu": "gen", "io": "fetch"}
 CLIENT_MODES = ("green", "threads")
+CLIENT_KINDS = ("raw", "proxy")
 DEFAULT_OUT = os.path.join("bench", "results", "xmlrpc")
 #: Per-call cost of starting the client processes and collecting their results (s).
 _CELL_OVERHEAD = 0.8
@@ -69,10 +75,12 @@ class Options:
     backend_delay_ms: float = 5.0
     client_procs: int = 2
     client_mode: str = "green"
+    client_kind: str = "raw"
     call_timeout: float = 10.0
     backlog: int = 10000
     out: str = DEFAULT_OUT
     chart: bool = True
+    pin: bool = True
 
 
 def regime_titles(opts: Options) -> dict[str, str]:
@@ -123,7 +131,13 @@ def _per_call_us(seconds: float, calls: int) -> float | None:
 
 
 def run_level(
-    opts: Options, server: Child, port: int, regime: str, level: int, backend: Child
+    opts: Options,
+    server: Child,
+    port: int,
+    regime: str,
+    level: int,
+    backend: Child,
+    placement: Placement,
 ) -> dict[str, Any]:
     """Drive one server with ``level`` concurrent callers; return the measured row."""
     params = {
@@ -135,12 +149,13 @@ def run_level(
         "grace": opts.call_timeout + 2.0,
         "call_timeout": opts.call_timeout,
         "mode": opts.client_mode,
+        "kind": opts.client_kind,
     }
     clients: list[Child] = []
     try:
         for i, callers in enumerate(_split(level, opts.client_procs)):
             argv = script_argv("_xmlrpc_client.py", json.dumps({**params, "callers": callers}))
-            clients.append(Child(argv, f"client {i}"))
+            clients.append(Child(argv, f"client {i}", placement.other_cpus))
         for client in clients:
             client.expect_ready()
         for client in clients:
@@ -149,9 +164,11 @@ def run_level(
         time.sleep(max(0.0, go + opts.warmup - time.monotonic()))
         watched = [server.pid, backend.pid]
         before = [cpu_seconds(pid) for pid in watched]
+        waited_before = run_queue_wait_seconds(server.pid)
         wall0 = time.monotonic()
         time.sleep(max(0.0, go + opts.warmup + opts.duration - time.monotonic()))
         after = [cpu_seconds(pid) for pid in watched]
+        waited = run_queue_wait_seconds(server.pid) - waited_before
         wall = time.monotonic() - wall0
         threads, rss_mib = threads_and_rss(server.pid)
         reports = [
@@ -188,6 +205,7 @@ def run_level(
         "error_samples": [s for report in reports for s in report["error_samples"]][:5],
         "server_cpu_us_per_call": _per_call_us(server_cpu, calls),
         "server_cpu_percent": server_cpu / wall * 100,
+        "server_wait_percent": waited / wall * 100,
         "client_cpu_us_per_call": _per_call_us(client_cpu, calls),
         "client_cpu_percent": client_cpu / opts.duration * 100,
         "client_processes": len(reports),
@@ -241,6 +259,7 @@ def _progress_line(index: int, total: int, row: dict[str, Any]) -> str:
     return (
         f"{head} {row['calls_per_s']:>8,.0f} calls/s  p50 {p50:>7} ms  p99 {p99:>7} ms"
         f"  errors {errors}  server CPU {row['server_cpu_percent']:.0f}%"
+        f" (waited {row.get('server_wait_percent', 0):.0f}%)"
         f"  clients CPU {row['client_cpu_percent']:.0f}%"
     )
 
@@ -257,6 +276,11 @@ def run(opts: Options, progress: Progress = print) -> dict[str, Any]:
         "rows": [],
         "checks": [],
     }
+    placement = plan_placement(opts.pin)
+    result["placement"] = {**asdict(placement), "summary": placement.describe()}
+    result["machine"]["summary"] += (
+        ", server on its own CPU" if placement.pinned else ", processes not pinned"
+    )
     rows: list[dict[str, Any]] = result["rows"]
     runnable = [s for s in opts.servers if _installed(s) is None]
     total = len(runnable) * len(opts.regimes) * len(opts.concurrency)
@@ -264,7 +288,8 @@ def run(opts: Options, progress: Progress = print) -> dict[str, Any]:
     progress(
         f"XML-RPC experiment: {len(runnable)} servers x {len(opts.regimes)} regimes x"
         f" {len(opts.concurrency)} concurrency levels, {opts.duration:g} s measured each"
-        f" after {opts.warmup:g} s of warm-up: about {total * per_level / 60:.1f} min"
+        f" after {opts.warmup:g} s of warm-up: about {total * per_level / 60:.1f} min;"
+        f" {placement.describe()}"
     )
     for server in opts.servers:
         why = _installed(server)
@@ -281,14 +306,25 @@ def run(opts: Options, progress: Progress = print) -> dict[str, Any]:
                             "detail": why,
                         }
                     )
-    backend = Child(script_argv("_backend.py", str(opts.backend_delay_ms)), "backend service")
+    backend = Child(
+        script_argv("_backend.py", str(opts.backend_delay_ms)),
+        "backend service",
+        placement.other_cpus,
+    )
     index = 0
     try:
         backend_port = int(backend.expect_ready()[0])
         for regime in opts.regimes:
             progress(f"regime {regime}: {result['regimes'][regime]}")
             index = _run_regime(
-                opts, regime, runnable, backend, backend_port, result, index, total, progress
+                opts,
+                regime,
+                runnable,
+                (backend, backend_port),
+                placement,
+                result,
+                (index, total),
+                progress,
             )
     finally:
         backend.stop()
@@ -302,20 +338,26 @@ def _run_regime(
     opts: Options,
     regime: str,
     servers: list[str],
-    backend: Child,
-    backend_port: int,
+    backend_and_port: tuple[Child, int],
+    placement: Placement,
     result: dict[str, Any],
-    index: int,
-    total: int,
+    index_and_total: tuple[int, int],
     progress: Progress,
 ) -> int:
     """Start the regime's servers, run every level against each, stop them; new index."""
+    backend, backend_port = backend_and_port
+    index, total = index_and_total
     started: dict[str, tuple[Child, int]] = {}
     broken: dict[str, str] = {}
     try:
         for server in servers:
             argv = script_argv("_xmlrpc_server.py", server, str(backend_port), str(opts.backlog))
-            child = Child(argv, f"{server} server")
+            try:
+                child = Child(argv, f"{server} server", placement.server_cpus)
+            except ChildError as exc:
+                broken[server] = str(exc)
+                result["checks"].append({"server": server, "regime": regime, "before": str(exc)})
+                continue
             try:
                 port = int(child.expect_ready()[0])
             except (ChildError, ValueError, IndexError) as exc:
@@ -339,7 +381,7 @@ def _run_regime(
                 else:
                     child, port = started[server]
                     try:
-                        row.update(run_level(opts, child, port, regime, level, backend))
+                        row.update(run_level(opts, child, port, regime, level, backend, placement))
                     except (ChildError, OSError, ValueError) as exc:
                         row.update(status=_report.FAILED, detail=str(exc))
                     if not child.alive():
@@ -449,6 +491,13 @@ def parse_args(argv: list[str] | None) -> tuple[Options, str | None]:
         help="callers as greenwire greenlets or OS threads (default green)",
     )
     parser.add_argument(
+        "--client-kind",
+        choices=CLIENT_KINDS,
+        default=d.client_kind,
+        help="raw: ServerProxy's request bytes and an exact answer check, cheap; proxy: the"
+        " article's xmlrpc.client.ServerProxy (default raw)",
+    )
+    parser.add_argument(
         "--call-timeout",
         type=_positive(float),
         default=d.call_timeout,
@@ -463,6 +512,13 @@ def parse_args(argv: list[str] | None) -> tuple[Options, str | None]:
     parser.add_argument("--out", default=d.out, help=f"results directory (default {d.out})")
     parser.add_argument(
         "--no-chart", dest="chart", action="store_false", help="do not draw the PNG chart"
+    )
+    parser.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="let the kernel place the processes (default: the server gets the first CPU,"
+        " the clients and the backend the others)",
     )
     parser.add_argument(
         "--from-json",
@@ -484,6 +540,8 @@ def report(result: dict[str, Any], chart_path: str | None, progress: Progress = 
         f"Machine: {machine['summary']}, {machine.get('cpu_available_at_end', 0):.1f} at the"
         " end; versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items())
     )
+    placement = result.get("placement", {}).get("summary", "not recorded")
+    progress(f"Placement: {placement}")
     progress("")
     progress(_report.render_table(result))
     progress("Target (greenwire's patched server against gevent's):")

@@ -11,6 +11,13 @@ Identity
 threads started with the original ``start_new_thread`` keep their idents, and no greenlet
 ident can equal a thread ident: both are addresses of live objects.
 
+Starting
+--------
+:func:`start_new_thread` schedules the new greenlet: its caller goes on first, as nothing
+waits for the thread. ``threading.Thread.start()`` does wait (for the thread's
+``_started`` Event), so when it is the caller the new greenlet is switched to at once,
+and the starter resumes after it blocks or ends, behind the greenlets already ready.
+
 How a joiner learns that a green thread ended
 ---------------------------------------------
 CPython up to 3.12 gives each ``threading.Thread`` a *sentinel*: a lock that the new
@@ -219,15 +226,46 @@ class _GreenThread(Greenlet[None]):
             handle._set_done()
 
 
+def _started_by_threading(function: Callable[..., object]) -> bool:
+    """True if ``function`` is the bootstrap of a ``threading.Thread`` (its ``start()``)."""
+    owner = getattr(function, "__self__", None)
+    threading_module = sys.modules.get("threading")
+    return (
+        threading_module is not None
+        and isinstance(owner, threading_module.Thread)
+        and getattr(function, "__name__", None) == "_bootstrap"
+    )
+
+
 def _spawn(
     function: Callable[..., object],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     handle: _ThreadHandle | None,
 ) -> _GreenThread:
+    """Make the green thread and start it (at once if ``Thread.start`` is the caller)."""
     g = _GreenThread(function, args, kwargs, handle)
     _count_green(1)
-    g.start()
+    if handle is not None:
+        handle._ident = id(g)
+        handle._state = _RUNNING
+    me = getcurrent()
+    hub = g._hub
+    # A greenlet is true while it runs. A hub not started yet would start with the
+    # thread's result as its argument when the thread ends: schedule the thread instead.
+    if hub and me is not hub and _started_by_threading(function):
+        # ``Thread.start()`` waits for the new thread to set ``_started`` before it
+        # returns, so its caller cannot go on before the new thread ran anyway. Switch to
+        # it now instead of scheduling it and parking on that Event: the starter is queued
+        # behind the ready greenlets, as the Event's wake-up would have queued it, and the
+        # Event is already set when ``start()`` looks. That saves the Condition wait (a
+        # waiter lock, two trips through the hub) on every start, which a
+        # ``ThreadingMixIn`` server pays per request.
+        g._started = True
+        hub._callbacks.append((me.switch, ()))
+        g.switch()
+    else:
+        g.start()
     return g
 
 
@@ -351,12 +389,10 @@ def start_joinable_thread(
         handle = owner._handle = _ThreadHandle()  # type: ignore[union-attr]
     if handle._state != _NOT_STARTED:
         raise RuntimeError("thread already started")
-    g = _spawn(function, (), {}, handle)  # scheduled, not running yet: fill the handle
-    handle._ident = id(g)
-    handle._state = _RUNNING
     _live_handles.add(handle)
     if not daemon:
         _non_daemon_handles.add(handle)
+    _spawn(function, (), {}, handle)  # fills the handle before the thread can run
     return handle
 
 
