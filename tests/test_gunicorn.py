@@ -73,6 +73,9 @@ def app(environ, start_response):
         barrier(int(query))
     elif path == "/block":
         monkey.get_original("time", "sleep")(60)  # blocks the whole hub
+    elif path == "/stream":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return (b"x" * 1000 for _ in range(int(query)))
     body = json.dumps({
         "pid": os.getpid(),
         "software": environ["SERVER_SOFTWARE"],
@@ -80,6 +83,7 @@ def app(environ, start_response):
         "multiprocess": environ["wsgi.multiprocess"],
         "scheme": environ["wsgi.url_scheme"],
         "patched": monkey.is_module_patched("socket"),
+        "socket": environ["gunicorn.socket"].getsockname()[0],
     }).encode()
     start_response("200 OK", [("Content-Type", "application/json")])
     return [body]
@@ -263,6 +267,21 @@ class Gate:
         self.listener.close()
 
 
+def status_of(port: int, path: str, headers: dict[str, str] | None = None) -> int:
+    """The status of one request (with only ``headers`` besides Host) on a fresh connection."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
+    try:
+        conn.putrequest("GET", path, skip_accept_encoding=True)
+        for name, value in (headers or {}).items():
+            conn.putheader(name, value)
+        conn.endheaders()
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
 def get(
     port: int, path: str, *, context: ssl.SSLContext | None = None
 ) -> tuple[int, dict[str, str], Any]:
@@ -310,12 +329,17 @@ def test_environ_access_log_keepalive_off_and_usr1(start_master: Any) -> None:
         "-",
         "--limit-request-fields",
         "20",
+        "--limit-request-line",
+        "100",
+        "--limit-request-field_size",
+        "60",
         "--access-logformat",
         'ACCESS %(h)s "%(r)s" %(s)s %(b)s %({x-test}i)s %({content-type}o)s %(p)s',
     )
     status, headers, body = get(master.port, "/page?q=1")
     assert status == 200
     assert body["multiprocess"] is True
+    assert body["socket"] == "127.0.0.1"  # environ["gunicorn.socket"]: the client's socket
     assert headers["connection"] == "close"  # --keep-alive 0
     line = master.wait_for(r"^ACCESS .*").group(0)
     length = headers.get("content-length")
@@ -325,12 +349,16 @@ def test_environ_access_log_keepalive_off_and_usr1(start_master: Any) -> None:
     )
     hook = master.wait_for(r"POST_REQUEST .*").group(0)
     assert hook == f"POST_REQUEST GET /page 200 OK {length}"
-    conn = http.client.HTTPConnection("127.0.0.1", master.port, timeout=WAIT)
-    try:
-        conn.request("GET", "/", headers={f"X-Header-{i}": "x" for i in range(30)})
-        assert conn.getresponse().status == 431  # --limit-request-fields
-    finally:
-        conn.close()
+    assert status_of(master.port, "/", {f"X-H-{i}": "x" for i in range(30)}) == 431
+    # --limit-request-line 100: "GET <target> HTTP/1.1" of 100 bytes passes, 101 do not
+    assert status_of(master.port, "/" + "a" * 86) == 200
+    assert status_of(master.port, "/" + "a" * 87) == 414
+    # --limit-request-field-size 60: "name: value" and CRLF
+    assert status_of(master.port, "/", {"X-Long": "v" * 50}) == 200
+    assert status_of(master.port, "/", {"X-Long": "v" * 51}) == 431
+    assert status_of(master.port, "/stream?3") == 200  # streamed: logged as sent
+    line = master.wait_for(r'^ACCESS .*"GET /stream\?3 .*').group(0)
+    assert " 200 3000 - text/plain " in line
     master.signal(signal.SIGUSR1)  # the master passes it on: workers reopen their logs
     master.wait_for(r"Handling signal: usr1")
     assert get(master.port, "/")[0] == 200
@@ -378,6 +406,17 @@ def test_worker_connections_caps_concurrency(start_master: Any, gate: Gate) -> N
 def test_max_requests_replaces_workers(start_master: Any) -> None:
     master = start_master("--workers", "2", "--max-requests", "3", "--max-requests-jitter", "0")
     first = set(master.wait_ready(2))
+    conn = http.client.HTTPConnection("127.0.0.1", master.port, timeout=WAIT)
+    try:  # one keep-alive connection: one worker, whose third answer is its last
+        said = []
+        for _ in range(3):
+            conn.request("GET", "/")
+            response = conn.getresponse()
+            response.read()
+            said.append(response.getheader("Connection"))
+    finally:
+        conn.close()
+    assert said == [None, None, "close"]
     pids = set()
     for _ in range(12):
         status, _, body = get(master.port, "/")
@@ -447,3 +486,30 @@ def test_worker_exits_when_the_master_is_gone(start_master: Any) -> None:
     master.signal(signal.SIGKILL)
     master.wait_for(rf"\[{worker}\] \[INFO\] Parent changed, shutting down")
     master.wait_for(rf"Worker exiting \(pid: {worker}\)")
+
+
+# ------------------------------------------------------------------------ settings
+
+
+@pytest.mark.parametrize(
+    ("line", "field", "fields", "expected"),
+    [
+        (4094, 8190, 100, (4094, 8190, 100)),  # gunicorn's defaults
+        (0, 0, 0, (None, 8190, 32768)),  # 0: no line limit; gunicorn's maxima
+        (-1, -5, 40000, (8190, 8190, 32768)),
+        (9000, 20000, 5, (8190, 20000, 5)),  # the line is capped, the field size is not
+    ],
+)
+def test_request_limits_follow_gunicorns_rules(
+    line: int, field: int, fields: int, expected: tuple[int | None, int, int]
+) -> None:
+    from types import SimpleNamespace
+
+    from greenwire.server._gunicorn_worker import _request_limits
+
+    cfg = SimpleNamespace(
+        limit_request_line=line, limit_request_field_size=field, limit_request_fields=fields
+    )
+    max_line, max_field, max_headers, head = _request_limits(cfg)
+    assert (max_line, max_field, max_headers) == expected
+    assert head == (max_line or 1024 * 1024) + 2 + max_headers * (max_field + 2) + 2

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import greenwire as gw
+from _server_helpers import has_ipv6_loopback, settling_clock, started_servers
 from greenwire._core import Hub, VirtualClock
 from greenwire.green import socket as gs
 from greenwire.server import DatagramServer
@@ -25,34 +26,13 @@ LOGGER = "greenwire.server"
 @pytest.fixture
 def clock(fresh_hub: Hub) -> VirtualClock:
     """Virtual time that lets real loopback I/O settle (up to 50 ms) before jumping."""
-    c = VirtualClock(autojump_threshold=0.05)
-    fresh_hub.set_clock(c)
-    return c
-
-
-def _has_ipv6_loopback() -> bool:
-    try:
-        with std.socket(std.AF_INET6, std.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
+    return settling_clock(fresh_hub)
 
 
 @pytest.fixture
 def serving() -> Iterator[Callable[..., DatagramServer]]:
-    """Start DatagramServers (on 127.0.0.1 by default) and make sure each one is stopped."""
-    servers: list[DatagramServer] = []
-
-    def start(handle: Any, listener: Any = ("127.0.0.1", 0), **kwargs: Any) -> DatagramServer:
-        server = DatagramServer(listener, handle, **kwargs)
-        servers.append(server)
-        server.start()
-        return server
-
-    yield start
-    for server in servers:
-        server.stop(timeout=0)
+    """Start DatagramServers (on 127.0.0.1 by default); each one is stopped at teardown."""
+    yield from started_servers(DatagramServer)
 
 
 def ask(address: Any, payload: bytes) -> bytes:
@@ -236,7 +216,9 @@ def test_sendto_waits_in_turn_when_the_buffer_is_full(
     assert sock.full_sends == 0
 
 
-@pytest.mark.skipif(not _has_ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
+@pytest.mark.skipif(
+    not has_ipv6_loopback(std.SOCK_DGRAM), reason="this machine has no IPv6 loopback (::1)"
+)
 def test_ipv6(serving: Callable[..., DatagramServer]) -> None:
     ref: list[DatagramServer] = []
     server = serving(upper_echo(ref), ("::1", 0))

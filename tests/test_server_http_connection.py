@@ -254,6 +254,68 @@ def test_long_request_target_is_414() -> None:
     assert error_of(conn).status_code == 414
 
 
+@pytest.mark.parametrize("method", [b"GET", b"OPTIONS"])
+def test_request_line_limit_counts_the_whole_line(method: bytes) -> None:
+    line = method + b" /" + b"a" * 40 + b" HTTP/1.1"
+    at_limit = ServerConnection(max_request_line=len(line))
+    at_limit.receive_data(line + b"\r\n\r\n")
+    assert isinstance(events_of(at_limit)[0], Request)
+    over = ServerConnection(max_request_line=len(line) - 1)
+    over.receive_data(line + b"\r\n\r\n")
+    assert error_of(over).status_code == 414
+
+
+def test_request_line_over_its_limit_is_refused_before_it_ends() -> None:
+    conn = ServerConnection(max_request_line=100)
+    conn.receive_data(b"GET /")
+    assert events_of(conn) == [NEED_DATA]
+    conn.receive_data(b"a" * 200)  # no end of line yet
+    assert error_of(conn).status_code == 414
+
+
+def test_header_field_limit_counts_name_value_and_crlf() -> None:
+    field = b"X-Field: " + b"v" * 41  # 50 bytes, 52 with its CRLF
+    at_limit = ServerConnection(max_field_size=52)
+    at_limit.receive_data(b"GET / HTTP/1.1\r\n" + field + b"\r\n\r\n")
+    assert isinstance(events_of(at_limit)[0], Request)
+    over = ServerConnection(max_field_size=51)
+    over.receive_data(b"GET / HTTP/1.1\r\n" + field + b"\r\n\r\n")
+    assert error_of(over).status_code == 431
+
+
+def test_partial_header_field_over_its_limit_is_refused_before_it_ends() -> None:
+    conn = ServerConnection(max_field_size=1000, max_header_size=1 << 20)
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\nCookie: ")
+    for _ in range(9):
+        conn.receive_data(memoryview(b"c" * 100))
+    conn.receive_data(b"c" * 92)
+    assert events_of(conn) == [NEED_DATA]  # 1000 bytes of the line so far: allowed
+    conn.receive_data(b"c")
+    assert error_of(conn).status_code == 431
+
+
+def test_partial_line_is_counted_from_the_last_line_break() -> None:
+    conn = ServerConnection(max_field_size=100, max_request_line=100)
+    conn.receive_data(b"GET / HTTP/1.1\r\n" + b"A: " + b"a" * 90 + b"\r\nB: bb")
+    conn.receive_data(b"b" * 80)
+    conn.receive_data(b"\r\n\r\n")
+    request = events_of(conn)[0]
+    assert isinstance(request, Request) and len(request.headers) == 2
+
+
+def test_per_line_limits_can_be_switched_off() -> None:
+    conn = ServerConnection(max_request_line=None, max_field_size=None)
+    long_line = b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\n"
+    conn.receive_data(long_line + b"X: " + b"v" * 20_000 + b"\r\n\r\n")
+    assert isinstance(events_of(conn)[0], Request)
+
+
+@pytest.mark.parametrize("name", ["max_request_line", "max_field_size", "max_headers"])
+def test_limits_must_be_positive_ints(name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        ServerConnection(**{name: 0})
+
+
 def test_declared_body_over_the_limit_is_413_before_any_event() -> None:
     conn = ServerConnection(max_body_size=10)
     conn.receive_data(b"POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n")

@@ -21,6 +21,7 @@ import pytest
 import trustme
 
 import greenwire as gw
+from _server_helpers import has_ipv6_loopback, settling_clock, started_servers
 from greenwire._core import Hub, VirtualClock
 from greenwire.green import socket as gs
 from greenwire.server import StreamServer
@@ -32,18 +33,7 @@ PAYLOAD = bytes(range(256)) * 512  # 128 KiB: more than one socket buffer's wort
 @pytest.fixture
 def clock(fresh_hub: Hub) -> VirtualClock:
     """Virtual time that lets real loopback I/O settle (up to 50 ms) before jumping."""
-    c = VirtualClock(autojump_threshold=0.05)
-    fresh_hub.set_clock(c)
-    return c
-
-
-def _has_ipv6_loopback() -> bool:
-    try:
-        with std.socket(std.AF_INET6, std.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
+    return settling_clock(fresh_hub)
 
 
 def echo(sock: Any, address: Any) -> None:
@@ -79,18 +69,8 @@ def roundtrip(address: Any, payload: bytes) -> bytes:
 
 @pytest.fixture
 def serving() -> Iterator[Callable[..., StreamServer]]:
-    """Start StreamServers on 127.0.0.1 and make sure each one is stopped."""
-    servers: list[StreamServer] = []
-
-    def start(handle: Any, listener: Any = ("127.0.0.1", 0), **kwargs: Any) -> StreamServer:
-        server = StreamServer(listener, handle, **kwargs)
-        servers.append(server)
-        server.start()
-        return server
-
-    yield start
-    for server in servers:
-        server.stop(timeout=0)
+    """Start StreamServers (on 127.0.0.1 by default); each one is stopped at teardown."""
+    yield from started_servers(StreamServer)
 
 
 # ----------------------------------------------------------------- serving
@@ -537,7 +517,9 @@ def test_real_emfile_is_survived_in_a_subprocess() -> None:
 # ------------------------------------------------ addresses and listeners
 
 
-@pytest.mark.skipif(not _has_ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
+@pytest.mark.skipif(
+    not has_ipv6_loopback(std.SOCK_STREAM), reason="this machine has no IPv6 loopback (::1)"
+)
 @pytest.mark.parametrize("listener", [("::1", 0), "[::1]:0"])
 def test_ipv6(serving: Callable[..., StreamServer], listener: Any) -> None:
     families: list[int] = []

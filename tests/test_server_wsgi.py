@@ -11,10 +11,10 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-import httptools
 import pytest
 
 import greenwire
+from _server_helpers import Responses, Served, hello, served_pairs
 from greenwire import VirtualClock
 from greenwire.green import socket as gsocket
 from greenwire.server.wsgi import FileWrapper, WSGIHandler, WSGIServer
@@ -23,108 +23,9 @@ Environ = dict[str, Any]
 App = Callable[[Environ, Any], Iterable[bytes]]
 
 
-def hello(environ: Environ, start_response: Any) -> list[bytes]:
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [b"Hello, world!"]
-
-
-class CountingSocket:
-    """A green socket that counts the sendall() calls made on it."""
-
-    def __init__(self, sock: gsocket.socket) -> None:
-        self._sock = sock
-        self.sends: list[bytes] = []
-
-    def sendall(self, data: bytes) -> None:
-        self.sends.append(bytes(data))
-        self._sock.sendall(data)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
-
-
-class Responses:
-    """Reads HTTP responses off a client socket with httptools."""
-
-    def __init__(self, sock: gsocket.socket) -> None:
-        self.sock = sock
-        self.parser = httptools.HttpResponseParser(self)
-        self.done: list[tuple[int, dict[str, str], bytes]] = []
-        self._headers: dict[str, str] = {}
-        self._body = b""
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers[name.decode().lower()] = value.decode()
-
-    def on_body(self, body: bytes) -> None:
-        self._body += body
-
-    def on_message_complete(self) -> None:
-        self.done.append((self.parser.get_status_code(), self._headers, self._body))
-        self._headers, self._body = {}, b""
-
-    def next(self) -> tuple[int, dict[str, str], bytes]:
-        for _ in range(1000):
-            if self.done:
-                return self.done.pop(0)
-            data = self.sock.recv(65536)
-            assert data, "connection closed before a complete response"
-            self.parser.feed_data(data)
-        raise AssertionError("no response")
-
-
-class Served:
-    """A handler serving one end of a socket pair in a greenlet; the test has the other."""
-
-    def __init__(self, app: App, counting: bool = False, **options: Any) -> None:
-        self.handler = WSGIHandler(app, **options)
-        server, self.client = gsocket.socketpair()
-        self.server_sock = server
-        self.sock: Any = CountingSocket(server) if counting else server
-        self.greenlet = greenwire.spawn(self._run)
-        self.responses = Responses(self.client)
-
-    def _run(self) -> None:
-        try:
-            self.handler(self.sock, ("10.1.2.3", 5555))
-        finally:
-            self.server_sock.close()
-
-    def send(self, data: bytes) -> None:
-        self.client.sendall(data)
-
-    def response(self) -> tuple[int, dict[str, str], bytes]:
-        return self.responses.next()
-
-    def read_to_eof(self) -> bytes:
-        data = b""
-        for _ in range(10000):
-            chunk = self.client.recv(65536)
-            if not chunk:
-                return data
-            data += chunk
-        raise AssertionError("no end of file")
-
-    def finish(self) -> None:
-        """Close the client side and wait for the handler to end."""
-        self.client.close()
-        self.greenlet.get(timeout=30)
-
-
 @pytest.fixture
 def serve() -> Iterator[Callable[..., Served]]:
-    made: list[Served] = []
-
-    def make(app: App, **options: Any) -> Served:
-        s = Served(app, **options)
-        made.append(s)
-        return s
-
-    yield make
-    for s in made:
-        if s.client.fileno() >= 0:
-            s.client.close()
-        s.greenlet.join(timeout=30)
+    yield from served_pairs()
 
 
 def capture(into: list[Environ], body: bytes = b"ok") -> App:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import errno
 import logging
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, ClassVar
 
@@ -97,6 +98,12 @@ class BaseServer:
 
     #: The socket type the server listens on.
     socket_kind: ClassVar[int]
+    #: What the loop does to take work off the socket, for the log ("accept", "recvfrom").
+    loop_operation: ClassVar[str]
+    #: What a handler is called with, for error messages ("handle(socket, address)").
+    handler_signature: ClassVar[str]
+    #: What a handler works on, for the log ("the connection", "a datagram").
+    handler_subject: ClassVar[str]
     #: How long to wait after a resource error before trying again (doubled each time).
     min_delay: float = 0.01
     #: The longest wait between retries after resource errors.
@@ -109,11 +116,22 @@ class BaseServer:
     def __init__(
         self,
         listener: ListenerSpec,
+        handle: Callable[..., object] | None,
         *,
         pool: PoolSpec,
         reuse_port: bool,
         stop_timeout: float,
     ) -> None:
+        if handle is None:
+            handle = getattr(self, "handle", None)
+            if handle is None:
+                raise TypeError(
+                    f"{type(self).__name__} needs a {self.handler_signature} callable"
+                    " (or a subclass with a handle() method)"
+                )
+        elif not callable(handle):
+            raise TypeError(f"handle must be callable, not {handle!r}")
+        self._handle: Callable[..., object] = handle
         self.pool: Group = make_pool(pool)
         self.reuse_port = bool(reuse_port)
         if stop_timeout < 0:
@@ -273,7 +291,57 @@ class BaseServer:
     # --------------------------------------------------------------- the loop
 
     def _serve_loop(self, sock: gsocket.socket) -> None:
+        """Take work off ``sock`` and start a handler for each piece, until stopped.
+
+        With a bounded pool, wait for a free slot *before* taking the next piece, so
+        excess work waits in the kernel. After :attr:`max_batch` pieces in a row, let
+        the other greenlets run once.
+        """
+        receive = self._receiver(sock)
+        start = self._starter(sock)
+        pool = self.pool
+        full = pool.full if isinstance(pool, Pool) and pool.size is not None else None
+        operation = self.loop_operation
+        max_batch = self.max_batch
+        delay = self.min_delay
+        batch = 0
+        while True:
+            if full is not None and full():
+                pool.wait_available()
+            try:
+                work = receive()
+            except Exception as exc:
+                if self._closing:
+                    return
+                delay = self._loop_failed(exc, delay, operation)
+                continue
+            if not start(work):
+                continue
+            delay = self.min_delay
+            batch += 1
+            if batch >= max_batch:
+                batch = 0
+                sleep(0)
+
+    def _receiver(self, sock: gsocket.socket) -> Callable[[], Any]:
+        """The loop's blocking call taking one piece of work off ``sock``."""
         raise NotImplementedError
+
+    def _starter(self, sock: gsocket.socket) -> Callable[[Any], bool]:
+        """The loop's call spawning a handler for one piece; False if it could not."""
+        raise NotImplementedError
+
+    def _handler_failed(self, address: Any) -> None:
+        """Log the exception a handler raised (call from its ``except`` block)."""
+        if logger.isEnabledFor(logging.ERROR):
+            logger.error(
+                "%r: handler %r failed on %s from %r",
+                self,
+                self._handle,
+                self.handler_subject,
+                address,
+                exc_info=True,
+            )
 
     def _loop_failed(self, exc: BaseException, delay: float, doing: str) -> float:
         """Log an error of the loop and back off if it calls for it; return the next delay.

@@ -51,9 +51,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
-from time import monotonic as _monotonic
 from types import FrameType
 from typing import Any
 
@@ -67,7 +66,7 @@ from greenwire._core import Hub, get_hub
 from greenwire.event import Event
 from greenwire.greenlet import Greenlet, joinall
 from greenwire.pool import Pool
-from greenwire.server.wsgi import FileWrapper, WSGIServer
+from greenwire.server.wsgi import WSGIServer
 
 __all__ = ["GunicornWorker"]
 
@@ -167,21 +166,27 @@ class GunicornWorker(base.Worker):  # type: ignore[misc]
         tracker = RequestTracker(self)
         application = tracker.wrap(self.wsgi)
         pool = Pool(self.worker_connections)
+        line, field, fields, head = _request_limits(cfg)
         environ = {
             "SERVER_SOFTWARE": f"greenwire/{_greenwire_version()} gunicorn/{gunicorn.__version__}"
         }
         options: dict[str, Any] = {
             "pool": pool,
             "ssl_context": ssl_context(cfg) if cfg.is_ssl else None,
-            # With --keepalive 0 every response closes its connection (the tracker says
-            # so); the wait for a connection's first request still needs a bound.
+            # With --keepalive 0 every response closes its connection; the wait for a
+            # connection's first request still needs a bound.
+            "keep_alive": cfg.keepalive > 0,
             "keepalive_timeout": cfg.keepalive if cfg.keepalive > 0 else _FIRST_REQUEST_TIMEOUT,
-            "max_header_size": _max_header_size(cfg),
-            "max_headers": cfg.limit_request_fields or 32768,
+            "max_request_line": line,
+            "max_field_size": field,
+            "max_headers": fields,
+            "max_header_size": head,
             "max_body_size": None,  # gunicorn sets no limit on request bodies
             "script_name": getattr(cfg, "root_path", "") or "",
             "environ": environ,
+            "connection_environ": _gunicorn_socket,
             "access_log": None,  # gunicorn's access log is written by the tracker
+            "on_request_done": tracker.request_done if tracker.needed else None,
             "multiprocess": cfg.workers > 1,
         }
         servers = []
@@ -191,6 +196,8 @@ class GunicornWorker(base.Worker):  # type: ignore[misc]
             server.start()
             servers.append(server)
         self.sockets = [server.socket for server in servers]
+        if self.max_requests <= 1:
+            self.drain()  # the first request is the last: it says so
         return servers
 
     def _stop_servers(self, interval: float) -> None:
@@ -212,6 +219,11 @@ class GunicornWorker(base.Worker):  # type: ignore[misc]
             if not warned and pool is not None and len(pool) and hub.now() >= deadline:
                 warned = True
                 self.log.warning("Worker graceful timeout (pid:%s)", self.pid)
+
+    def drain(self) -> None:
+        """From now on, answer every request with ``Connection: close``."""
+        for server in self.servers:
+            server.handler.keep_alive = False
 
     def request_limit_reached(self) -> None:
         """Called by the request tracker after ``max_requests``: stop gracefully."""
@@ -286,17 +298,43 @@ class GunicornWorker(base.Worker):  # type: ignore[misc]
         hub.error_handler = report
 
 
-def _max_header_size(cfg: Any) -> int:
-    """The request head budget from gunicorn's per-line limits.
+# gunicorn's own limits (gunicorn.http.message), mapped one for one.
+_GUNICORN_MAX_REQUEST_LINE = 8190
+_GUNICORN_MAX_HEADERS = 32768
+_GUNICORN_MAX_FIELD_SIZE = 8190
+#: What gunicorn's fast parser allows for a request line with ``--limit-request-line 0``.
+_GUNICORN_UNLIMITED_LINE = 1024 * 1024
 
-    greenwire limits the request line and headers together; the budget is what
-    gunicorn's limits allow at most, so no request gunicorn accepts is refused
-    (0 means "unlimited" to gunicorn: its hard maximum of 8190 bytes is used then).
+
+def _request_limits(cfg: Any) -> tuple[int | None, int, int, int]:
+    """``(max_request_line, max_field_size, max_headers, max_header_size)`` as gunicorn
+    applies its settings.
+
+    ``--limit-request-line``: negative or over 8190 is 8190, 0 is no limit of its own
+    (414 beyond). ``--limit-request-field-size``: 0 or negative is 8190; a line counts
+    ``name: value`` and its CRLF (431 beyond). ``--limit-request-fields``: 0, negative
+    or over 32768 is 32768 (431 beyond). The whole head is held to what those allow
+    together, as gunicorn's buffer limit does.
     """
-    line = cfg.limit_request_line or 8190
-    field = cfg.limit_request_field_size or 8190
-    fields = cfg.limit_request_fields or 32768
-    return line + 2 + fields * (field + 2) + 2
+    line: int | None = cfg.limit_request_line
+    if line is None or line < 0 or line >= _GUNICORN_MAX_REQUEST_LINE:
+        line = _GUNICORN_MAX_REQUEST_LINE
+    elif line == 0:
+        line = None
+    field = cfg.limit_request_field_size
+    if field <= 0:
+        field = _GUNICORN_MAX_FIELD_SIZE
+    fields = cfg.limit_request_fields
+    if fields <= 0 or fields > _GUNICORN_MAX_HEADERS:
+        fields = _GUNICORN_MAX_HEADERS
+    line_budget = _GUNICORN_UNLIMITED_LINE if line is None else line
+    head = line_budget + 2 + fields * (field + 2) + 2
+    return line, field, fields, head
+
+
+def _gunicorn_socket(sock: Any, address: Any) -> dict[str, Any]:
+    """The environ key gunicorn's own workers set: the client's socket."""
+    return {"gunicorn.socket": sock}
 
 
 def _greenwire_version() -> str:
@@ -307,54 +345,80 @@ def _greenwire_version() -> str:
 
 # ------------------------------------------------------------------- per request
 #
-# What gunicorn does around each request (count it for max_requests, the
-# pre_request / post_request hooks, the access log through ``log.access``, no
-# keep-alive with --keepalive 0) is done by wrapping the application: the WSGI
-# server has no per-request callback. The wrapper keeps list, tuple and
-# ``wsgi.file_wrapper`` results as they are, so the server's one-send and sendfile()
-# paths still apply; those requests are logged when the application returns, other
-# bodies when the server closes them.
+# What gunicorn does around each request is done from the WSGI server's
+# ``on_request_done`` hook, called once the response is sent: count it for
+# max_requests, write gunicorn's access log through ``log.access`` (with the body bytes
+# really sent and the time the request really took) and run the post_request hook. The
+# application is served as it is, so the server's one-send and sendfile() paths apply
+# to it unchanged; only a pre_request hook needs a call in front of it.
+#
+# gunicorn counts a request when it starts and answers the one that reaches
+# max_requests with ``Connection: close``. Counting when a request is done, the worker
+# starts draining one request early: from then on every response says
+# ``Connection: close`` (the servers' handlers turn ``keep_alive`` off) while the worker
+# still serves, and the request that reaches the limit stops it.
 
 
 class RequestTracker:
-    """Wraps the WSGI application with gunicorn's per-request duties."""
+    """gunicorn's per-request duties: max_requests, the access log, the hooks."""
 
     def __init__(self, worker: GunicornWorker) -> None:
         cfg = worker.cfg
         self.worker = worker
         self.log = worker.log
         self.access = bool(getattr(worker.log, "access_log_enabled", True))
-        self.close_each = cfg.keepalive <= 0
         error_log = getattr(worker.log, "error_log", None)
         debug = isinstance(error_log, logging.Logger) and error_log.isEnabledFor(logging.DEBUG)
         self.pre_request: Any = _configured_hook(cfg, "pre_request", always=debug)
         self.post_request: Any = _configured_hook(cfg, "post_request")
-        self.application: Callable[..., Any] | None = None
 
     def wrap(self, application: Callable[..., Any]) -> Callable[..., Any]:
-        """The application to serve: ``application`` itself if nothing is to be done."""
-        self.application = application
-        needed = (
-            self.access
-            or self.close_each
-            or self.pre_request is not None
-            or self.post_request is not None
-            or self.worker.max_requests < sys.maxsize
-        )
-        return self if needed else application
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        """The application to serve: ``application`` itself unless pre_request is set."""
+        pre_request = self.pre_request
+        if pre_request is None:
+            return application
         worker = self.worker
-        application = self.application
-        assert application is not None
-        worker.nr += 1
-        last = worker.nr >= worker.max_requests
-        if last:
-            worker.request_limit_reached()
-        if not (self.access or self.pre_request or self.post_request or self.close_each or last):
+
+        def with_pre_request(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+            pre_request(worker, _RequestView(environ))
             return application(environ, start_response)
-        exchange = _Exchange(self, environ, start_response, self.close_each or last)
-        return exchange.run(application)
+
+        return with_pre_request
+
+    @property
+    def needed(self) -> bool:
+        """True if :meth:`request_done` has anything to do."""
+        return (
+            self.access or self.post_request is not None or self.worker.max_requests < sys.maxsize
+        )
+
+    def request_done(
+        self,
+        environ: dict[str, Any],
+        status: str,
+        headers: list[tuple[str, str]],
+        sent: int,
+        seconds: float,
+    ) -> None:
+        """The server's ``on_request_done``: count, log, run post_request."""
+        worker = self.worker
+        worker.nr += 1
+        if worker.nr >= worker.max_requests - 1:
+            worker.drain()
+            if worker.nr >= worker.max_requests:
+                worker.request_limit_reached()
+        if not (self.access or self.post_request is not None):
+            return
+        response = _ResponseView(status, headers, sent)
+        request = _RequestView(environ)
+        log = self.log
+        if self.access:
+            log.access(response, request, environ, timedelta(seconds=seconds))
+        if self.post_request is not None:
+            try:
+                self.post_request(worker, request, environ, response)
+            except Exception:
+                log.exception("Exception in post_request hook")
 
 
 def _configured_hook(cfg: Any, name: str, always: bool = False) -> Any:
@@ -364,121 +428,6 @@ def _configured_hook(cfg: Any, name: str, always: bool = False) -> Any:
         return None
     hook = setting.get()
     return hook if always or hook is not setting.default else None
-
-
-class _Exchange:
-    """One request and its response, as the access log and the hooks see them."""
-
-    __slots__ = (
-        "tracker",
-        "environ",
-        "inner",
-        "close",
-        "started",
-        "status",
-        "headers",
-        "sent",
-        "finished",
-    )
-
-    def __init__(
-        self,
-        tracker: RequestTracker,
-        environ: dict[str, Any],
-        start_response: Callable[..., Any],
-        close: bool,
-    ) -> None:
-        self.tracker = tracker
-        self.environ = environ
-        self.inner = start_response
-        self.close = close
-        self.started = _monotonic()
-        self.status: str | None = None
-        self.headers: list[tuple[str, str]] = []
-        self.sent = 0
-        self.finished = False
-
-    def run(self, application: Callable[..., Any]) -> Any:
-        tracker = self.tracker
-        if tracker.pre_request is not None:
-            tracker.pre_request(tracker.worker, _RequestView(self.environ))
-        try:
-            result = application(self.environ, self.start_response)
-        except BaseException:
-            self.status = "500 Internal Server Error"
-            self.finish()
-            raise
-        kind = type(result)
-        if kind is list or kind is tuple:
-            self.sent += sum(map(len, result))
-            self.finish()
-            return result
-        if isinstance(result, FileWrapper):
-            span = result.fileno_and_span()
-            self.sent += span[2] if span is not None else 0
-            self.finish()
-            return result
-        return _TrackedBody(self, result)
-
-    def start_response(
-        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
-    ) -> Callable[[bytes], None]:
-        if self.close and not any(name.lower() == "connection" for name, _ in headers):
-            headers = [*headers, ("Connection", "close")]
-        write = self.inner(status, headers, exc_info)
-        self.status = status
-        self.headers = headers
-
-        def counting_write(data: bytes) -> None:
-            write(data)
-            self.sent += len(data)
-
-        return counting_write
-
-    def finish(self) -> None:
-        """Write the access log line and run the post_request hook (once)."""
-        if self.finished:
-            return
-        self.finished = True
-        tracker = self.tracker
-        environ = self.environ
-        if environ.get("REQUEST_METHOD") == "HEAD":
-            self.sent = 0
-        elapsed = timedelta(seconds=_monotonic() - self.started)
-        response = _ResponseView(self.status or "500 Internal Server Error", self.headers, self)
-        request = _RequestView(environ)
-        log = tracker.log
-        if tracker.access:
-            log.access(response, request, environ, elapsed)
-        if tracker.post_request is not None:
-            try:
-                tracker.post_request(tracker.worker, request, environ, response)
-            except Exception:
-                log.exception("Exception in post_request hook")
-
-
-class _TrackedBody:
-    """An application's response iterable, counted; finishing the exchange on close()."""
-
-    __slots__ = ("exchange", "body")
-
-    def __init__(self, exchange: _Exchange, body: Any) -> None:
-        self.exchange = exchange
-        self.body = body
-
-    def __iter__(self) -> Iterator[bytes]:
-        exchange = self.exchange
-        for block in self.body:
-            exchange.sent += len(block)
-            yield block
-
-    def close(self) -> None:
-        try:
-            close = getattr(self.body, "close", None)
-            if close is not None:
-                close()
-        finally:
-            self.exchange.finish()
 
 
 class _RequestView:
@@ -524,12 +473,12 @@ class _RequestView:
 class _ResponseView:
     """The parts of gunicorn's response object that hooks and the access log read."""
 
-    __slots__ = ("status", "headers", "_exchange")
+    __slots__ = ("status", "headers", "sent")
 
-    def __init__(self, status: str, headers: list[tuple[str, str]], exchange: _Exchange) -> None:
+    def __init__(self, status: str, headers: list[tuple[str, str]], sent: int) -> None:
         self.status = status
         self.headers = headers
-        self._exchange = exchange
+        self.sent = sent
 
     @property
     def status_code(self) -> int:
@@ -539,7 +488,5 @@ class _ResponseView:
             return 500
 
     @property
-    def sent(self) -> int:
-        return self._exchange.sent
-
-    response_length = sent
+    def response_length(self) -> int:
+        return self.sent

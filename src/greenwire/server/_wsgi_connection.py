@@ -19,6 +19,14 @@ block, chunked for HTTP/1.1 unless the application gave a Content-Length.
 Per-request state lives in the connection's slots, reset for each request, and
 ``start_response`` / ``write`` are bound once per connection: a request allocates its
 environ, its protocol events and little else.
+
+Stopping: once the handler is ``closing``, a keep-alive connection waiting for its next
+request is closed at once (its client sees a clean close between requests and knows to
+retry), but a connection that has not served a request yet is not dropped that way: it
+was accepted moments ago and its client is sending (or about to send) its first
+request, which nobody else will answer. It reads and serves that one request, bounded
+by ``header_timeout``, and closes after it. The two are told apart by phase: ``NEW``
+before the first request, ``IDLE`` between requests.
 """
 
 from __future__ import annotations
@@ -54,11 +62,12 @@ from greenwire.server.http import (
 )
 
 if TYPE_CHECKING:
-    from greenwire.server.wsgi import WSGIHandler
+    from greenwire.server.wsgi import RequestDone, WSGIHandler
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
 _INF = float("inf")
+_UNKNOWN = ""  # not an environ key: marks a header name not in the cache yet
 _RECV_SIZE = 64 * 1024
 #: Bodies up to this size are sent in the same send() as the head (one copy).
 _COALESCE_LIMIT = 64 * 1024
@@ -70,7 +79,8 @@ _LINGER_SECONDS = 2.0
 _LINGER_BYTES = 256 * 1024
 
 #: What the connection is waiting for: decides the timeout and the last words on expiry.
-IDLE, HEAD, APP, BODY, WRITE = range(5)
+#: NEW: its first request; IDLE: its next request (a keep-alive connection).
+NEW, IDLE, HEAD, APP, BODY, WRITE = range(6)
 _TIMEOUT_408 = bare_response(408)
 
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")}
@@ -98,6 +108,7 @@ class Connection:
         "now",
         "start_response",
         "write",
+        "served",
         # per request
         "request",
         "input",
@@ -115,10 +126,13 @@ class Connection:
         self.proto = ServerConnection(
             max_header_size=handler.max_header_size,
             max_headers=handler.max_headers,
+            max_request_line=handler.max_request_line,
+            max_field_size=handler.max_field_size,
             max_body_size=handler.max_body_size,
             server_header=handler.server_header,
         )
-        self.phase = IDLE
+        self.phase = NEW
+        self.served = 0
         self.deadline = _INF
         self.timed_out = False
         self.buffer = bytearray(_RECV_SIZE)
@@ -135,6 +149,7 @@ class Connection:
         self.body_bytes = 0
         self.force_close = False
         environ = self.base_environ = dict(handler.base_environ)
+        environ["greenwire.socket"] = sock
         family = getattr(sock, "family", None)
         if handler.set_nodelay and (family == _socket.AF_INET or family == _socket.AF_INET6):
             try:
@@ -163,6 +178,8 @@ class Connection:
         if scheme is None:
             scheme = "https" if hasattr(sock, "getpeercert") else "http"
         environ["wsgi.url_scheme"] = scheme
+        if handler.connection_environ is not None:
+            environ.update(handler.connection_environ(sock, address))
 
     # ----------------------------------------------------------- the loop
 
@@ -197,12 +214,14 @@ class Connection:
                         self.phase = HEAD
                         if handler.header_timeout is not None:
                             self.deadline = self.now() + handler.header_timeout
-                else:
+                elif self.served:
                     self.phase = IDLE
                     if handler.closing:
                         return
                     if handler.keepalive_timeout is not None:
                         self.deadline = self.now() + handler.keepalive_timeout
+                else:
+                    self._await_first_request()
                 if not self._receive():
                     if self.timed_out:
                         what = "a request head" if self.phase == HEAD else "a request"
@@ -211,12 +230,25 @@ class Connection:
             elif type(event) is Request:
                 self.phase = APP
                 self.deadline = _INF
+                self.served += 1
                 self._handle(event)
                 if not proto.keep_alive or handler.closing:
                     return
             elif event is CONNECTION_CLOSED:
                 return
             # else: the EndOfMessage of a request without a body
+
+    def _await_first_request(self) -> None:
+        """Set the deadline for the first request: ``header_timeout`` once closing."""
+        handler = self.handler
+        self.phase = NEW
+        timeout = handler.keepalive_timeout
+        if handler.closing and handler.header_timeout is not None:
+            timeout = (
+                handler.header_timeout if timeout is None else min(timeout, handler.header_timeout)
+            )
+        if timeout is not None:
+            self.deadline = self.now() + timeout
 
     def _receive(self) -> bool:
         """Receive once and feed the protocol; False if the connection is finished."""
@@ -292,36 +324,57 @@ class Connection:
         self.head_sent = False
         self.continue_sent = False
         self.body_bytes = 0
-        self.force_close = self.handler.closing
+        handler = self.handler
+        self.force_close = handler.closing or not handler.keep_alive
+        done = handler.on_request_done
+        began = self.now() if done is not None else 0.0
         environ = self._environ(request)
         result: Iterable[bytes] | None = None
         try:
             try:
-                result = self.handler.application(environ, self.start_response)
-                self._send_result(result)
-            finally:
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
-        except _ClientGone:
-            raise
-        except RemoteProtocolError as exc:  # the body turned out bad as the app read it
-            if self.proto.their_eof:
-                raise _ClientGone("the client closed the connection mid-request") from exc
-            error_logger.debug("%s: bad request body: %s", self.client, exc)
-            self._fail(exc.status_code)
-        except Exception:
-            error_logger.exception(
-                "%s: error in the WSGI application serving %s",
-                self.client,
-                self._request_line(request),
-            )
-            self._fail(500)
-        if self.input is not EMPTY_INPUT:
-            self._finish_body(request)
-            self.input = EMPTY_INPUT
-        if self.handler.access_log is not None:
+                try:
+                    result = handler.application(environ, self.start_response)
+                    self._send_result(result)
+                finally:
+                    close = getattr(result, "close", None)
+                    if close is not None:
+                        close()
+            except _ClientGone:
+                raise
+            except RemoteProtocolError as exc:  # the body turned out bad as the app read it
+                if self.proto.their_eof:
+                    raise _ClientGone("the client closed the connection mid-request") from exc
+                error_logger.debug("%s: bad request body: %s", self.client, exc)
+                self._fail(exc.status_code)
+            except Exception:
+                error_logger.exception(
+                    "%s: error in the WSGI application serving %s",
+                    self.client,
+                    self._request_line(request),
+                )
+                self._fail(500)
+            if self.input is not EMPTY_INPUT:
+                self._finish_body(request)
+                self.input = EMPTY_INPUT
+        finally:
+            if done is not None:  # also when the client went away
+                self._report_done(done, environ, began)
+        if handler.access_log is not None:
             self._log(request, self.status or "500", self.body_bytes)
+
+    def _report_done(self, done: RequestDone, environ: dict[str, Any], began: float) -> None:
+        """Call the handler's ``on_request_done``; log what it raises."""
+        status = self.status
+        try:
+            done(
+                environ,
+                status or "500 Internal Server Error",
+                self.headers if status is not None else [],
+                self.body_bytes,
+                self.now() - began,
+            )
+        except Exception:
+            error_logger.exception("%s: error in on_request_done %r", self.client, done)
 
     def _environ(self, request: Request) -> dict[str, Any]:
         """The WSGI environ for ``request``."""
@@ -340,9 +393,12 @@ class Connection:
             path_info = path_info[len(script_name) :]
         environ["PATH_INFO"] = path_info
         environ["SERVER_PROTOCOL"] = _VERSIONS[request.http_version]
-        header_key = self.handler.header_key
+        handler = self.handler
+        known_keys = handler.header_keys
         for name, value in request.headers:
-            key = header_key(name)
+            key = known_keys.get(name, _UNKNOWN)
+            if key is _UNKNOWN:
+                key = handler.header_key(name)
             if key is None:
                 continue
             text = value.decode("latin-1")
@@ -350,7 +406,7 @@ class Connection:
                 environ[key] = f"{environ[key]}, {text}"
             else:
                 environ[key] = text
-        if request.has_body:
+        if request.chunked or request.content_length:  # request.has_body, inlined
             self.input = WSGIInput(self._pull_body)
         else:
             self.input = EMPTY_INPUT
@@ -439,7 +495,7 @@ class Connection:
         request = self.request
         assert request is not None
         close = self.force_close or self.handler.closing
-        if request.has_body and not self.input.done:
+        if self.input is not EMPTY_INPUT and not self.input.done:
             # The app answers without having read the whole body: if the rest cannot be
             # dropped cheaply afterwards, say now that the connection will close.
             length = request.content_length
@@ -559,6 +615,7 @@ class Connection:
         assert request is not None
         status, headers, body = error_page(code)
         self.status = status
+        self.headers = headers
         try:
             head = proto.start_response(request, status, headers, None, True)
         except Exception:  # pragma: no cover - our own headers are valid

@@ -13,15 +13,12 @@ instead of failing.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 from greenwire.green import socket as gsocket
-from greenwire.greenlet import sleep
 from greenwire.lock import Lock
-from greenwire.pool import Pool
-from greenwire.server._base import BaseServer, PoolSpec, logger
+from greenwire.server._base import BaseServer, PoolSpec
 from greenwire.server._listeners import ListenerSpec
 
 __all__ = ["DatagramServer"]
@@ -48,6 +45,9 @@ class DatagramServer(BaseServer):
     """
 
     socket_kind: ClassVar[int] = gsocket.SOCK_DGRAM
+    loop_operation: ClassVar[str] = "recvfrom"
+    handler_signature: ClassVar[str] = "handle(data, address)"
+    handler_subject: ClassVar[str] = "a datagram"
 
     def __init__(
         self,
@@ -59,21 +59,13 @@ class DatagramServer(BaseServer):
         reuse_port: bool = False,
         stop_timeout: float = 1.0,
     ) -> None:
-        if handle is None:
-            handle = getattr(self, "handle", None)
-            if handle is None:
-                raise TypeError(
-                    f"{type(self).__name__} needs a handle(data, address) callable"
-                    " (or a subclass with a handle() method)"
-                )
-        elif not callable(handle):
-            raise TypeError(f"handle must be callable, not {handle!r}")
         if type(max_datagram_size) is not int or max_datagram_size < 1:
             raise ValueError(f"max_datagram_size must be a positive int, not {max_datagram_size!r}")
-        self._handle: DatagramHandler = handle
         self.max_datagram_size = max_datagram_size
         self._send_lock = Lock()
-        super().__init__(listener, pool=pool, reuse_port=reuse_port, stop_timeout=stop_timeout)
+        super().__init__(
+            listener, handle, pool=pool, reuse_port=reuse_port, stop_timeout=stop_timeout
+        )
 
     def sendto(self, data: bytes, address: Any) -> int:
         """Send ``data`` to ``address`` from the server's socket; return the bytes sent.
@@ -94,47 +86,28 @@ class DatagramServer(BaseServer):
 
     # -------------------------------------------------------------- the loop
 
-    def _serve_loop(self, sock: gsocket.socket) -> None:
+    def _receiver(self, sock: gsocket.socket) -> Callable[[], tuple[bytes, Any]]:
         recvfrom = sock.recvfrom
         size = self.max_datagram_size
-        pool = self.pool
-        spawn = pool.spawn
-        full = pool.full if isinstance(pool, Pool) and pool.size is not None else None
+        return lambda: recvfrom(size)
+
+    def _starter(self, sock: gsocket.socket) -> Callable[[tuple[bytes, Any]], bool]:
+        spawn = self.pool.spawn
         serve = self._serve_datagram
-        max_batch = self.max_batch
-        delay = self.min_delay
-        batch = 0
-        while True:
-            if full is not None and full():
-                pool.wait_available()
+
+        def start(datagram: tuple[bytes, Any]) -> bool:
             try:
-                data, address = recvfrom(size)
-            except Exception as exc:
-                if self._closing:
-                    return
-                delay = self._loop_failed(exc, delay, "recvfrom")
-                continue
-            try:
-                spawn(serve, data, address)
+                spawn(serve, *datagram)
             except Exception as exc:
                 self._spawn_failed(exc)
-                continue
-            delay = self.min_delay
-            batch += 1
-            if batch >= max_batch:
-                batch = 0
-                sleep(0)
+                return False
+            return True
+
+        return start
 
     def _serve_datagram(self, data: bytes, address: Any) -> None:
         """Run the handler on one datagram and log its failure."""
         try:
             self._handle(data, address)
         except Exception:
-            if logger.isEnabledFor(logging.ERROR):
-                logger.error(
-                    "%r: handler %r failed on a datagram from %r",
-                    self,
-                    self._handle,
-                    address,
-                    exc_info=True,
-                )
+            self._handler_failed(address)

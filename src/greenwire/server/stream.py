@@ -30,14 +30,11 @@ keep the connection beyond that hands on ``sock.dup()`` or ``sock.detach()``.
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 from greenwire.green import original
 from greenwire.green import socket as gsocket
-from greenwire.greenlet import sleep
-from greenwire.pool import Pool
 from greenwire.server._base import BaseServer, PoolSpec, is_tcp, logger
 from greenwire.server._listeners import ListenerSpec, close_quietly
 from greenwire.timeout import fail_after
@@ -84,6 +81,9 @@ class StreamServer(BaseServer):
     """
 
     socket_kind: ClassVar[int] = gsocket.SOCK_STREAM
+    loop_operation: ClassVar[str] = "accept"
+    handler_signature: ClassVar[str] = "handle(socket, address)"
+    handler_subject: ClassVar[str] = "the connection"
 
     def __init__(
         self,
@@ -97,15 +97,6 @@ class StreamServer(BaseServer):
         reuse_port: bool = False,
         stop_timeout: float = 1.0,
     ) -> None:
-        if handle is None:
-            handle = getattr(self, "handle", None)
-            if handle is None:
-                raise TypeError(
-                    f"{type(self).__name__} needs a handle(socket, address) callable"
-                    " (or a subclass with a handle() method)"
-                )
-        elif not callable(handle):
-            raise TypeError(f"handle must be callable, not {handle!r}")
         if ssl_context is not None and not isinstance(ssl_context, _SSLContext):
             raise TypeError(f"ssl_context must be an ssl.SSLContext, not {ssl_context!r}")
         if ssl_handshake_timeout is not None and not ssl_handshake_timeout > 0:
@@ -114,12 +105,13 @@ class StreamServer(BaseServer):
             )
         if backlog is not None and (type(backlog) is not int or backlog < 0):
             raise ValueError(f"backlog must be a non-negative int, not {backlog!r}")
-        self._handle: StreamHandler = handle
         self.ssl_context = ssl_context
         self.ssl_handshake_timeout = ssl_handshake_timeout
         self.backlog = gsocket.SOMAXCONN if backlog is None else backlog
         self._wrap_tls: Callable[..., Any] | None = None
-        super().__init__(listener, pool=pool, reuse_port=reuse_port, stop_timeout=stop_timeout)
+        super().__init__(
+            listener, handle, pool=pool, reuse_port=reuse_port, stop_timeout=stop_timeout
+        )
 
     def _backlog(self) -> int:
         return self.backlog
@@ -135,49 +127,39 @@ class StreamServer(BaseServer):
 
     # ----------------------------------------------------------- accept loop
 
-    def _serve_loop(self, listener: gsocket.socket) -> None:
-        accept = listener.accept
-        pool = self.pool
-        spawn = pool.spawn
-        full = pool.full if isinstance(pool, Pool) and pool.size is not None else None
+    def _receiver(self, sock: gsocket.socket) -> Callable[[], tuple[gsocket.socket, Any]]:
+        return sock.accept
+
+    def _starter(self, sock: gsocket.socket) -> Callable[[tuple[gsocket.socket, Any]], bool]:
+        spawn = self.pool.spawn
         serve = self._serve_tls if self.ssl_context is not None else self._serve_connection
-        check_nodelay = is_tcp(listener)
+        # See the module docstring (Nagle): checked on the first connection only.
+        check_nodelay = is_tcp(sock)
         set_nodelay = False
-        max_batch = self.max_batch
-        delay = self.min_delay
-        batch = 0
-        while True:
-            if full is not None and full():
-                pool.wait_available()
-            try:
-                sock, address = accept()
-            except Exception as exc:
-                if self._closing:
-                    return
-                delay = self._loop_failed(exc, delay, "accept")
-                continue
+
+        def start(accepted: tuple[gsocket.socket, Any]) -> bool:
+            nonlocal check_nodelay, set_nodelay
+            conn, address = accepted
             try:
                 if set_nodelay:
-                    sock.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
+                    conn.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
                 elif check_nodelay:
                     check_nodelay = False
-                    if not sock.getsockopt(_IPPROTO_TCP, _TCP_NODELAY):
+                    if not conn.getsockopt(_IPPROTO_TCP, _TCP_NODELAY):
                         set_nodelay = True
-                        sock.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
-                spawn(serve, sock, address)
+                        conn.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
+                spawn(serve, conn, address)
             except BaseException as exc:
                 # The connection died before its handler started (reset during the
-                # setsockopt, a kill while waiting for a pool slot ...): it is ours to close.
-                close_quietly(sock)
+                # setsockopt, a kill while waiting for a pool slot ...): ours to close.
+                close_quietly(conn)
                 if not isinstance(exc, Exception):
                     raise
                 self._spawn_failed(exc)
-                continue
-            delay = self.min_delay
-            batch += 1
-            if batch >= max_batch:
-                batch = 0
-                sleep(0)
+                return False
+            return True
+
+        return start
 
     # ---------------------------------------------------------------- handlers
 
@@ -220,13 +202,3 @@ class StreamServer(BaseServer):
             close_quietly(tls)
             raise
         return tls
-
-    def _handler_failed(self, address: Any) -> None:
-        if logger.isEnabledFor(logging.ERROR):
-            logger.error(
-                "%r: handler %r failed on the connection from %r",
-                self,
-                self._handle,
-                address,
-                exc_info=True,
-            )

@@ -26,6 +26,18 @@ request line and headers delivered so far, plus everything fed while a head is s
 incomplete (llhttp keeps a partial header line to itself until it is whole). The count
 over ``max_header_size`` gives 431 (414 if the request target alone is over it).
 
+Single lines have limits of their own. The request line (``METHOD target HTTP/1.1``,
+without its CRLF) over ``max_request_line`` gives 414: the target arrives piece by piece
+through ``on_url``, so a long one is refused while it is still coming in (the method is
+looked up only once the target is long enough for it to matter). A header field, counted
+as ``name: value`` plus CRLF, over ``max_field_size`` gives 431 when llhttp delivers it.
+A field that is still incomplete is invisible to us, and httptools grows its value by
+concatenation, which is quadratic in the number of pieces: so whenever a read leaves a
+head incomplete, the bytes since the last line break of the head are counted too, and a
+partial line over the limit is refused before it is whole. Until the first header has
+arrived that partial line may still be the request line, so it is held to the larger of
+the two limits then.
+
 Responses: the framing is chosen from the request and the headers given: no body after
 HEAD, 1xx, 204 and 304; the application's ``Content-Length`` if it set one; the length of
 the whole body when the caller knows it (``content_length=``); chunked for HTTP/1.1
@@ -65,6 +77,12 @@ UNTIL_CLOSE: Final = "until-close"
 
 DEFAULT_MAX_HEADER_SIZE: Final = 64 * 1024
 DEFAULT_MAX_HEADERS: Final = 100
+DEFAULT_MAX_REQUEST_LINE: Final = 8190
+DEFAULT_MAX_FIELD_SIZE: Final = 8190
+#: What a request line holds besides its target, at most: the longest method llhttp
+#: knows is under 20 bytes, plus two spaces and ``HTTP/1.1``.
+_LINE_OVERHEAD_MAX = 32
+_UNLIMITED = 1 << 62
 
 CONTINUE_RESPONSE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LAST_CHUNK = b"0\r\n\r\n"
@@ -91,12 +109,23 @@ class _HTTPDate:
 http_date = _HTTPDate()
 
 
+def check_limits(**limits: int | None) -> None:
+    """Raise ValueError for a limit that is neither None nor a positive int."""
+    for name, limit in limits.items():
+        if limit is not None and (type(limit) is not int or limit < 1):
+            raise ValueError(f"{name} must be a positive int, not {limit!r}")
+
+
 class ServerConnection:
     """One HTTP/1.1 server connection: parses requests and frames responses, no I/O.
 
     Args:
         max_header_size: bytes allowed in a request line plus headers (431 / 414 beyond).
         max_headers: header lines allowed in a request (431 beyond).
+        max_request_line: bytes allowed in the request line, without its CRLF (414
+            beyond); None for no limit but ``max_header_size``.
+        max_field_size: bytes allowed in one header line, CRLF included (431 beyond);
+            None for no limit but ``max_header_size``.
         max_body_size: body bytes allowed in a request, None for no limit (413 beyond).
         server_header: the ``Server`` header added to responses, None for none.
     """
@@ -104,6 +133,8 @@ class ServerConnection:
     __slots__ = (
         "max_header_size",
         "max_headers",
+        "max_request_line",
+        "max_field_size",
         "max_body_size",
         "server_header",
         "keep_alive",
@@ -120,6 +151,10 @@ class ServerConnection:
         "_headers",
         "_head_size",
         "_unparsed_head",
+        "_partial_line",
+        "_target_limit",
+        "_field_limit",
+        "_partial_limits",
         "_body_size",
         "_content_length",
         "_chunked",
@@ -133,11 +168,32 @@ class ServerConnection:
         *,
         max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
         max_headers: int = DEFAULT_MAX_HEADERS,
+        max_request_line: int | None = DEFAULT_MAX_REQUEST_LINE,
+        max_field_size: int | None = DEFAULT_MAX_FIELD_SIZE,
         max_body_size: int | None = None,
         server_header: str | None = "greenwire",
     ) -> None:
+        check_limits(
+            max_header_size=max_header_size,
+            max_headers=max_headers,
+            max_request_line=max_request_line,
+            max_field_size=max_field_size,
+        )
         self.max_header_size = max_header_size
         self.max_headers = max_headers
+        self.max_request_line = max_request_line
+        self.max_field_size = max_field_size
+        # The limits are read through these on the hot path (set once, here).
+        line = _UNLIMITED if max_request_line is None else max_request_line
+        field = _UNLIMITED if max_field_size is None else max_field_size
+        self._target_limit = min(max_header_size, line - _LINE_OVERHEAD_MAX)
+        self._field_limit = field
+        # A partial head line: (limit before the first header, limit after it), or None.
+        self._partial_limits: tuple[int, int] | None = (
+            None
+            if max_field_size is None and max_request_line is None
+            else (max(line, field), field)
+        )
         self.max_body_size = max_body_size
         self.server_header = server_header
         #: False once either side has said this is the last exchange.
@@ -156,6 +212,7 @@ class ServerConnection:
         self._headers: Headers = []
         self._head_size = 0
         self._unparsed_head = 0
+        self._partial_line = 0
         self._body_size = 0
         self._content_length: int | None = None
         self._chunked = False
@@ -200,6 +257,22 @@ class ServerConnection:
             self._unparsed_head += len(data)
             if self._unparsed_head > self.max_header_size:
                 self._error = RemoteProtocolError("request header fields too large", 431)
+            elif self._partial_limits is not None:
+                self._check_partial_line(data, self._partial_limits)
+
+    def _check_partial_line(
+        self, data: bytes | bytearray | memoryview, limits: tuple[int, int]
+    ) -> None:
+        """Refuse an incomplete head line already over its limit (see the module doc)."""
+        limit = limits[1] if self._headers else limits[0]
+        tail = data[-limit - 1 :]  # a line break further back cannot save the line
+        newline = (bytes(tail) if type(tail) is memoryview else tail).rfind(b"\n")
+        if newline >= 0:
+            self._partial_line = len(tail) - newline - 1
+        else:
+            self._partial_line += len(data)
+        if self._partial_line > limit:
+            self._error = RemoteProtocolError("request header field too large", 431)
 
     def _fail(self, exc: HttpParserError) -> None:
         """Record why parsing stopped: our own limit, or llhttp's complaint."""
@@ -252,6 +325,7 @@ class ServerConnection:
         self._headers = []
         self._head_size = 0
         self._unparsed_head = 0
+        self._partial_line = 0
         self._body_size = 0
         self._content_length = None
         self._chunked = False
@@ -259,8 +333,17 @@ class ServerConnection:
         self._trailers = None
 
     def _on_url(self, url: bytes) -> None:
-        self._target += url
-        if len(self._target) > self.max_header_size:
+        target = self._target = self._target + url
+        if len(target) > self._target_limit:
+            self._check_request_line(target)
+
+    def _check_request_line(self, target: bytes) -> None:
+        """Refuse a request line (or target) over its limit; the method is known by now."""
+        limit = self.max_request_line
+        too_long = len(target) > self.max_header_size or (
+            limit is not None and len(self._parser.get_method()) + len(target) + 10 > limit
+        )
+        if too_long:
             raise RemoteProtocolError("request line too long", 414)
 
     def _on_header(self, name: bytes, value: bytes) -> None:
@@ -271,10 +354,15 @@ class ServerConnection:
             return
         headers = self._headers
         headers.append((name, value))
-        self._head_size += len(name) + len(value) + 4
-        if self._head_size > self.max_header_size or len(headers) > self.max_headers:
-            raise RemoteProtocolError("request header fields too large", 431)
         size = len(name)
+        line = size + len(value) + 4  # "name: value\r\n"
+        self._head_size += line
+        if (
+            self._head_size > self.max_header_size
+            or len(headers) > self.max_headers
+            or line > self._field_limit
+        ):
+            raise RemoteProtocolError("request header fields too large", 431)
         if size == 14:
             if name.lower() == b"content-length":
                 self._content_length = int(value)  # llhttp accepts digits only
