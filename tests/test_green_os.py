@@ -1,8 +1,11 @@
-"""The cooperative os: waiting for children parks the greenlet; fork gives a fresh hub."""
+"""The cooperative os: pipe I/O and waiting for children park the greenlet; fork is sane."""
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,7 +14,7 @@ import pytest
 
 import greenwire
 from _green_patching import check_patched
-from greenwire._core import children
+from greenwire._core import ClosedResourceError, children
 from greenwire.green import os as green_os
 
 # A child that lives until its stdin reaches end of file: the test decides when it exits.
@@ -42,7 +45,9 @@ def wait_mechanism(
 
 
 def test_implements_only_existing_names() -> None:
-    assert set(green_os.__implements__) <= {"fork", "forkpty", "waitpid", "wait", "wait3", "wait4"}
+    names = {"read", "write", "close", "fork", "forkpty", "waitpid", "wait", "wait3", "wait4"}
+    assert set(green_os.__implements__) <= names
+    assert {"read", "write", "close"} <= set(green_os.__implements__)
     for name in green_os.__implements__:
         assert hasattr(os, name)
     assert green_os.getpid is os.getpid  # the rest of os is reachable
@@ -150,6 +155,338 @@ def test_tp_read_and_tp_write_use_the_thread_pool(tmp_path: object) -> None:
         assert green_os.tp_read(fd, 100) == b"on disk"
     finally:
         os.close(fd)
+
+
+# ------------------------------------------------------------ read, write, close
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, int]]:
+    """A blocking pipe ``(read end, write end)``; whatever the test left open is closed."""
+    r, w = os.pipe()
+    yield r, w
+    for fd in (r, w):
+        try:
+            green_os.close(fd)
+        except OSError:
+            pass  # the test closed it
+
+
+def _fill(fd: int) -> int:
+    """Fill the blocking pipe ``fd`` to the brim (briefly non-blocking); return the bytes."""
+    os.set_blocking(fd, False)
+    total = 0
+    try:
+        while True:
+            total += os.write(fd, b"x" * 65536)
+    except BlockingIOError:
+        pass
+    # The last pages take smaller writes.
+    try:
+        while True:
+            total += os.write(fd, b"x")
+    except BlockingIOError:
+        return total
+    finally:
+        os.set_blocking(fd, True)
+
+
+def test_read_parks_only_the_greenlet_until_the_pipe_has_data(
+    pipe: tuple[int, int],
+) -> None:
+    r, w = pipe
+    steps: list[str] = []
+    reader = greenwire.spawn(green_os.read, r, 100)
+    greenwire.sleep(0)  # the reader starts and parks
+    assert not reader.ready()
+    assert os.get_blocking(r)  # the fd's mode is left alone
+
+    def other() -> None:
+        steps.append("other greenlet ran")
+        assert green_os.write(w, b"hello") == 5
+
+    greenwire.spawn(other).get()
+    assert reader.get(timeout=5) == b"hello"
+    assert steps == ["other greenlet ran"]
+    assert greenwire.get_hub().statistics().io_waiters == 0
+
+
+def test_two_readers_of_one_pipe_share_it(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    first = greenwire.spawn(green_os.read, r, 1)
+    second = greenwire.spawn(green_os.read, r, 1)
+    greenwire.sleep(0)
+    assert not first.ready() and not second.ready()
+    green_os.write(w, b"a")
+    done = greenwire.wait([first, second], count=1, timeout=5)
+    assert [g.get() for g in done] == [b"a"]
+    green_os.write(w, b"b")
+    assert sorted([first.get(timeout=5), second.get(timeout=5)]) == [b"a", b"b"]
+
+
+def test_read_returns_end_of_file_when_the_writer_closes(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    reader = greenwire.spawn(green_os.read, r, 100)
+    greenwire.sleep(0)
+    green_os.close(w)
+    assert reader.get(timeout=5) == b""
+
+
+def test_regular_files_and_directories_are_read_directly(tmp_path: object) -> None:
+    path = os.path.join(str(tmp_path), "data")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        assert green_os.write(fd, b"on disk" * 1000) == 7000  # larger than PIPE_BUF
+        os.lseek(fd, 0, os.SEEK_SET)
+        assert green_os.read(fd, 7) == b"on disk"
+        os.lseek(fd, 0, os.SEEK_END)
+        assert green_os.read(fd, 7) == b""
+    finally:
+        green_os.close(fd)
+    directory = os.open(str(tmp_path), os.O_RDONLY)
+    try:
+        with pytest.raises(IsADirectoryError):
+            green_os.read(directory, 10)
+    finally:
+        green_os.close(directory)
+
+
+def test_bad_arguments_get_the_real_errors(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    with pytest.raises(OSError) as info:
+        green_os.read(r, -1)
+    assert info.value.errno == errno.EINVAL
+    with pytest.raises(TypeError):
+        green_os.read("3", 1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        green_os.read(r, 1.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        green_os.write(w, "text")
+    with pytest.raises(OSError) as info:
+        green_os.read(-1, 5)
+    assert info.value.errno == errno.EBADF
+    assert green_os.read(r, 0) == b""  # never waits
+    assert green_os.write(w, b"") == 0
+
+    class Index:
+        def __init__(self, value: int) -> None:
+            self.value = value
+
+        def __index__(self) -> int:
+            return self.value
+
+    reader = greenwire.spawn(green_os.read, Index(r), Index(5))
+    greenwire.sleep(0)
+    assert not reader.ready()  # parked like any other read
+    assert green_os.write(Index(w), b"index") == 5  # type: ignore[arg-type]
+    assert reader.get(timeout=5) == b"index"
+
+
+def test_a_nonblocking_pipe_still_raises_blocking_io_error(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    os.set_blocking(r, False)
+    with pytest.raises(BlockingIOError):
+        green_os.read(r, 10)
+    _fill(w)
+    os.set_blocking(w, False)
+    with pytest.raises(BlockingIOError):
+        green_os.write(w, b"more")
+    with pytest.raises(BlockingIOError):
+        green_os.write(w, b"y" * 100_000)
+
+
+@pytest.mark.parametrize("direction", ["read", "write"])
+def test_close_wakes_the_waiting_greenlet_with_ebadf(pipe: tuple[int, int], direction: str) -> None:
+    r, w = pipe
+    waiter: greenwire.Greenlet[object]
+    if direction == "read":
+        waiter = greenwire.spawn(green_os.read, r, 10)
+        fd = r
+    else:
+        _fill(w)
+        waiter = greenwire.spawn(green_os.write, w, b"tail")
+        fd = w
+    greenwire.sleep(0)
+    assert not waiter.ready()
+    green_os.close(fd)
+    with pytest.raises(ClosedResourceError) as info:
+        waiter.get(timeout=5)
+    assert info.value.errno == errno.EBADF
+    assert greenwire.get_hub().statistics().io_waiters == 0
+
+
+def test_write_to_a_full_pipe_parks_until_a_greenlet_reads(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    filled = _fill(w)
+    writer = greenwire.spawn(green_os.write, w, b"tail")
+    greenwire.sleep(0)
+    assert not writer.ready()
+    drained = b""
+    while not writer.ready():
+        drained += green_os.read(r, 65536)  # never blocks: data is there
+        greenwire.sleep(0)
+    assert writer.get() == 4
+    while len(drained) < filled + 4:
+        drained += green_os.read(r, 65536)
+    assert drained == b"x" * filled + b"tail"
+
+
+def test_large_write_to_a_pipe_is_all_written_while_a_greenlet_reads(
+    pipe: tuple[int, int],
+) -> None:
+    r, w = pipe
+    payload = bytes(range(256)) * 4096  # 1 MiB, 16 times a Linux pipe's capacity
+
+    def read_all() -> bytes:
+        chunks = []
+        while chunk := green_os.read(r, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    reader = greenwire.spawn(read_all)
+    assert green_os.write(w, memoryview(payload)) == len(payload)
+    green_os.close(w)
+    assert reader.get(timeout=30) == payload
+
+
+def test_large_write_to_a_blocking_socket_leaves_it_blocking() -> None:
+    # multiprocessing.Pipe() is a socketpair whose fds are read and written with os.*.
+    a, b = socket.socketpair()
+    left, right = a.detach(), b.detach()
+    try:
+        assert os.get_blocking(left) and os.get_blocking(right)
+        payload = b"z" * (4 * 1024 * 1024)  # more than the socket buffers hold
+
+        def read_exactly(n: int) -> bytes:
+            data = b""
+            while len(data) < n:
+                data += green_os.read(right, 1 << 20)
+            return data
+
+        reader = greenwire.spawn(read_exactly, len(payload))
+        assert green_os.write(left, payload) == len(payload)
+        assert reader.get(timeout=30) == payload
+        assert os.get_blocking(left)
+    finally:
+        green_os.close(left)
+        green_os.close(right)
+
+
+_ECHO_AFTER_TRIGGER = """
+import os, signal, sys
+sys.stdin.buffer.read(1)
+os.kill(os.getppid(), signal.SIGUSR1)
+os.write(1, b"from the child")
+"""
+
+
+def test_main_greenlet_alone_waits_for_another_process(pipe: tuple[int, int]) -> None:
+    # No other greenlet: the hub must wait for the pipe, not raise LoopExit. A signal
+    # (EINTR under the hub's poll) arrives during the wait and the read goes on.
+    r, w = pipe
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _ECHO_AFTER_TRIGGER], stdin=subprocess.PIPE, stdout=w
+    )
+    handled: list[int] = []
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: handled.append(signum))
+    try:
+        assert proc.stdin is not None
+        trigger = proc.stdin
+        # The child is told to write only once this greenlet has parked in read().
+        greenwire.get_hub().call_later(0, lambda: (trigger.write(b"!"), trigger.flush()))
+        assert green_os.read(r, 100) == b"from the child"
+        assert handled == [signal.SIGUSR1]
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        proc.stdin.close()  # type: ignore[union-attr]
+        assert proc.wait(timeout=30) == 0
+
+
+def test_without_a_hub_or_inside_it_the_real_call_is_made(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    green_os.write(w, b"ab")
+    hub = greenwire.get_hub()
+    seen: list[bytes] = []
+    hub.run_callback(lambda: seen.append(green_os.read(r, 1)))
+    greenwire.sleep(0)
+    assert seen == [b"a"]
+    hub.destroy()  # no hub in this thread now: read() must not make one
+    assert green_os.read(r, 1) == b"b"
+    from greenwire._core.threadpool import existing_hub
+
+    assert existing_hub() is None
+
+
+_MP_QUEUE_SCRIPT = """
+from greenwire import monkey
+monkey.patch_all()
+
+import logging
+import logging.handlers
+import multiprocessing
+import threading
+
+ctx = multiprocessing.get_context("fork")
+
+# A consumer thread (a greenlet) reads a multiprocessing queue fed by another process.
+q = ctx.Queue()
+got = []
+
+def consume():
+    while (item := q.get()) is not None:
+        got.append(item)
+
+def produce(q):
+    for i in range(200):
+        q.put(i)
+    q.put(None)
+
+consumer = threading.Thread(target=consume)
+consumer.start()
+producer = ctx.Process(target=produce, args=(q,))
+producer.start()
+consumer.join()
+producer.join()
+print(got == list(range(200)), producer.exitcode)
+q.close()
+q.join_thread()
+
+# The QueueListener case: listener and feeder are green threads of this process.
+handled = []
+
+class Collect(logging.Handler):
+    def emit(self, record):
+        handled.append(record.getMessage())
+
+for round in range(5):
+    log_queue = ctx.Queue()
+    listener = logging.handlers.QueueListener(log_queue, Collect())
+    listener.start()
+    logger = logging.getLogger("round%d" % round)
+    logger.setLevel(logging.INFO)
+    handler = logging.handlers.QueueHandler(log_queue)
+    logger.addHandler(handler)
+    for word in ("one", "two", "three"):
+        logger.info(word)
+    listener.stop()
+    logger.removeHandler(handler)
+    log_queue.close()
+    log_queue.join_thread()
+print(handled == ["one", "two", "three"] * 5)
+"""
+
+
+def test_multiprocessing_queue_between_a_green_thread_and_a_process() -> None:
+    # patch_all() itself, in a fresh interpreter, as a program would do it.
+    result = subprocess.run(
+        [sys.executable, "-c", _MP_QUEUE_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "0", "True"]
 
 
 _FORK_SCRIPT = """
