@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 
 import pytest
@@ -114,6 +115,40 @@ def test_pipelined_requests_come_out_in_order() -> None:
     targets = [e.target for e in events if isinstance(e, Request)]
     assert targets == [b"/1", b"/2", b"/3"]
     assert sum(isinstance(e, EndOfMessage) for e in events) == 3
+
+
+def test_data_fed_before_the_queue_is_empty_comes_out_after_it() -> None:
+    conn = ServerConnection()
+    conn.receive_data(b"GET /1 HTTP/1.1\r\n\r\nPOST /2 HTTP/1.1\r\nContent-Length: 4\r\n\r\nab")
+    first = conn.next_event()
+    assert isinstance(first, Request) and first.target == b"/1"
+    conn.receive_data(b"cdGET /3 HTTP/1.1\r\n\r\n")  # three events still queued
+    conn.receive_data(b"GET /4 HTTP/1.1\r\n\r\n")
+    kinds = [
+        e.target if isinstance(e, Request) else e.data if isinstance(e, Data) else e
+        for e in events_of(conn)
+    ]
+    kinds = [EndOfMessage if isinstance(k, EndOfMessage) else k for k in kinds]
+    assert kinds == [
+        EndOfMessage, b"/2", b"ab", b"cd", EndOfMessage, b"/3", EndOfMessage, b"/4",
+        EndOfMessage, NEED_DATA,
+    ]  # fmt: skip
+
+
+def test_nothing_of_a_request_is_held_once_its_events_are_out() -> None:
+    conn = ServerConnection()
+    conn.receive_data(
+        b"POST /unique-target HTTP/1.1\r\nTransfer-Encoding: chunked\r\nX-A: b\r\n\r\n"
+        b"1\r\nx\r\n0\r\nX-Trailer: t\r\n\r\n"
+    )
+    req, _, end, need = events_of(conn)
+    assert isinstance(req, Request) and isinstance(end, EndOfMessage) and need is NEED_DATA
+    held = gc.get_referents(conn)
+    for part in (req.target, req.headers, end.trailers):
+        assert not any(obj is part for obj in held), part
+    conn.receive_data(b"GET /next HTTP/1.1\r\nX-B: c\r\n\r\n")  # and the next one works
+    nxt = conn.next_event()
+    assert isinstance(nxt, Request) and nxt.target == b"/next" and nxt.headers == [(b"X-B", b"c")]
 
 
 def test_repeated_headers_are_kept_separately() -> None:

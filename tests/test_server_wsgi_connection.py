@@ -1,9 +1,11 @@
 """One WSGI connection: stopping around a first request, the per-request hook, per-line
-limits, and what each connection adds to the environ."""
+limits, what each connection adds to the environ, and the receive buffer its thread's
+connections share."""
 
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -14,6 +16,7 @@ import greenwire
 from _server_helpers import Responses, Served, hello, served_pairs
 from greenwire import VirtualClock
 from greenwire.green import socket as gsocket
+from greenwire.server._wsgi_connection import IDLE, receive_buffer
 from greenwire.server.wsgi import WSGIHandler, WSGIServer
 
 Environ = dict[str, Any]
@@ -292,4 +295,89 @@ def test_turning_keep_alive_off_closes_after_the_next_response(
     status, headers, _ = s.response()
     assert status == 200 and headers["connection"] == "close"
     assert s.read_to_eof() == b""
+    s.finish()
+
+
+# ------------------------------------------------------------------ the receive buffer
+
+
+def echo_body(environ: Environ, start_response: Any) -> list[bytes]:
+    body = environ["wsgi.input"].read()
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return [body]
+
+
+PIECE = 20_000
+
+
+def test_connections_reading_in_turns_share_one_buffer_without_mixing(
+    serve: Callable[..., Served],
+) -> None:
+    clients = [serve(echo_body) for _ in range(3)]
+    bodies = [os.urandom(4 * PIECE) for _ in clients]
+    for s, body in zip(clients, bodies, strict=True):
+        s.send(b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(body))
+    until(lambda: all(c.handler.connection_count == 1 for c in clients))
+    (first,) = clients[0].handler._connections
+    assert all(first.buffer is conn.buffer for c in clients for conn in c.handler._connections)
+    for offset in range(0, 4 * PIECE, PIECE):
+        for s, body in zip(clients, bodies, strict=True):
+            s.send(body[offset : offset + PIECE])
+        greenwire.sleep(0)  # the handlers read their pieces into the same buffer in turn
+    for s, body in zip(clients, bodies, strict=True):
+        status, _, echoed = s.response()
+        assert status == 200 and echoed == body
+        s.finish()
+
+
+def test_tls_connections_reading_in_turns_get_their_own_bytes() -> None:
+    from _tls_helpers import client_context, server_context
+    from greenwire.green.ssl import wrap_socket_with
+
+    server = WSGIServer(("127.0.0.1", 0), echo_body, ssl_context=server_context())
+    server.start()
+    context = client_context()
+
+    def post(body: bytes) -> tuple[int, dict[str, str], bytes]:
+        raw = gsocket.create_connection(server.address, timeout=30)
+        with wrap_socket_with(context, raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(body))
+            for offset in range(0, len(body), PIECE):
+                tls.sendall(body[offset : offset + PIECE])
+                greenwire.sleep(0)  # let the other clients send theirs
+            return Responses(tls).next()
+
+    try:
+        with greenwire.fail_after(30):
+            bodies = [os.urandom(4 * PIECE) for _ in range(4)]
+            clients = [greenwire.spawn(post, body) for body in bodies]
+            for client, body in zip(clients, bodies, strict=True):
+                status, _, echoed = client.get()
+                assert status == 200 and echoed == body
+    finally:
+        server.stop(timeout=5)
+
+
+def test_each_thread_has_its_own_receive_buffer() -> None:
+    buffer, view = receive_buffer()
+    assert len(buffer) == 64 * 1024 and view.obj is buffer
+    assert receive_buffer()[0] is buffer
+    other, _ = greenwire.run_in_thread(receive_buffer)
+    assert other is not buffer
+
+
+def test_an_idle_connection_holds_nothing_of_its_last_request(
+    serve: Callable[..., Served],
+) -> None:
+    def app(environ: Environ, start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain"), ("X-Large", "y" * 1000)])
+        return [b"ok"]
+
+    s = serve(app)
+    s.send(b"GET / HTTP/1.1\r\nX-Large: " + b"x" * 1000 + b"\r\n\r\n")
+    assert s.response()[0] == 200
+    (connection,) = s.handler._connections
+    until(lambda: connection.phase == IDLE)
+    assert connection.request is None
+    assert connection.headers == []
     s.finish()

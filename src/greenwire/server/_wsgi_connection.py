@@ -20,6 +20,34 @@ Per-request state lives in the connection's slots, reset for each request, and
 ``start_response`` / ``write`` are bound once per connection: a request allocates its
 environ, its protocol events and little else.
 
+Memory of an idle connection
+----------------------------
+Most connections of a busy server are idle most of the time, parked in ``recv_into``
+waiting for their next request, so what one holds while parked is what 10 000 of them
+cost. Three things keep that small:
+
+* The receive buffer (64 KiB, so that a body arrives in few reads) belongs to the OS
+  thread, not the connection: all connections served by one thread read into the same
+  one. That is safe because its contents live only from the moment ``recv_into``
+  returns until ``receive_data`` returns, and no other greenlet can run in between:
+  the green socket's ``recv_into`` parks *before* it reads, never after (the read
+  that fills the buffer is the last thing it does), TLS sockets likewise retry
+  OpenSSL's read after each wait and return straight from the call that succeeded,
+  and the protocol layer copies what it keeps (httptools hands out ``bytes``, llhttp
+  keeps no pointer into the data between calls). So a socket given to the handler
+  must not let other greenlets run between writing into the buffer and returning.
+  Threads, which can interleave anywhere, each get their own buffer.
+* Nothing of the last request is held between requests: the request, the
+  application's response headers and the protocol's copies of them are dropped once
+  the response is out.
+* ``WSGIServer`` calls the handler as a bound method, not as an object with
+  ``__call__`` (which goes through a C-level call): a parked greenlet keeps its slice
+  of the C stack on the heap, and that call would add ~750 bytes to it.
+
+What a connection does keep is the greenlet, the parser, the protocol and connection
+objects and its environ template (about 500 bytes: sharing one between connections
+would cost every request three more dict stores, ~1000 instructions).
+
 Stopping: once the handler is ``closing``, a keep-alive connection waiting for its next
 request is closed at once (its client sees a clean close between requests and knows to
 retry), but a connection that has not served a request yet is not dropped that way: it
@@ -38,6 +66,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
 from greenwire._core import get_hub
+from greenwire.green import original
 from greenwire.server._wsgi_deadlines import shut_down
 from greenwire.server._wsgi_input import EMPTY_INPUT, EmptyInput, WSGIInput
 from greenwire.server._wsgi_response import (
@@ -68,7 +97,10 @@ ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
 _INF = float("inf")
 _UNKNOWN = ""  # not an environ key: marks a header name not in the cache yet
+#: The receive buffer, one per OS thread (see "Memory of an idle connection").
 _RECV_SIZE = 64 * 1024
+#: The headers slot between responses: shared, never appended to.
+_NO_HEADERS: list[tuple[str, str]] = []
 #: Bodies up to this size are sent in the same send() as the head (one copy).
 _COALESCE_LIMIT = 64 * 1024
 #: A body the application left unread is read and dropped up to this size; beyond it,
@@ -89,6 +121,20 @@ _VERSIONS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
 
 class _ClientGone(ConnectionError):
     """The client went away (reset, broken pipe, timed out) while we were sending."""
+
+
+# The real thread-local (a green one, after patching, would be one per greenlet).
+_per_thread: Any = original("_thread", "_local")()
+
+
+def receive_buffer() -> tuple[bytearray, memoryview]:
+    """This OS thread's receive buffer and a view of it, shared by its connections."""
+    try:
+        buffers: tuple[bytearray, memoryview] = _per_thread.buffers
+    except AttributeError:
+        buffer = bytearray(_RECV_SIZE)
+        buffers = _per_thread.buffers = (buffer, memoryview(buffer))
+    return buffers
 
 
 class Connection:
@@ -135,15 +181,14 @@ class Connection:
         self.served = 0
         self.deadline = _INF
         self.timed_out = False
-        self.buffer = bytearray(_RECV_SIZE)
-        self.view = memoryview(self.buffer)
+        self.buffer, self.view = receive_buffer()
         self.now = get_hub().now
         self.start_response = self._start_response
         self.write = self._write
         self.request: Request | None = None
         self.input: WSGIInput | EmptyInput = EMPTY_INPUT
         self.status: str | None = None
-        self.headers: list[tuple[str, str]] = []
+        self.headers = _NO_HEADERS
         self.head_sent = False
         self.continue_sent = False
         self.body_bytes = 0
@@ -361,6 +406,9 @@ class Connection:
                 self._report_done(done, environ, began)
         if handler.access_log is not None:
             self._log(request, self.status or "500", self.body_bytes)
+        # Hold nothing of this request while waiting for the next one.
+        self.request = None
+        self.headers = _NO_HEADERS
 
     def _report_done(self, done: RequestDone, environ: dict[str, Any], began: float) -> None:
         """Call the handler's ``on_request_done``; log what it raises."""

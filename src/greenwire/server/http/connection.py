@@ -14,7 +14,10 @@ including further pipelined requests. So the callbacks only queue events, and
 :meth:`~ServerConnection.next_event` hands them out in order; the caller never receives
 more than it asks for before it has answered the request in front of it, and since it
 only receives more bytes when the queue is empty (``NEED_DATA``), the queue holds at most
-one read's worth of requests.
+one read's worth of requests. The queue is a list kept newest first (reversed after each
+feed, so taking the next event is a ``pop()``): a deque would cost each idle connection
+over 600 bytes. Nothing of a request is kept once its events are out (the head's parts
+are handed over, not copied), so an idle connection holds only the parser.
 
 An error is queued behind the events that came before it: a good pipelined request is
 still served before the bad one after it is answered with a 400. Once a request asks for
@@ -50,7 +53,6 @@ them, rather than one by one.
 
 from __future__ import annotations
 
-from collections import deque
 from email.utils import formatdate
 from time import time
 from types import SimpleNamespace
@@ -85,6 +87,8 @@ _LINE_OVERHEAD_MAX = 32
 _UNLIMITED = 1 << 62
 
 CONTINUE_RESPONSE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+#: The headers slot outside a request head: shared, never appended to.
+_NO_HEADERS: Final[Headers] = []
 _LAST_CHUNK = b"0\r\n\r\n"
 
 
@@ -140,12 +144,12 @@ class ServerConnection:
         "keep_alive",
         "framing",
         "truncated",
+        "in_request",
         "_parser",
         "_events",
         "_error",
         "_stopped",
         "_eof",
-        "_in_message",
         "_in_head",
         "_target",
         "_headers",
@@ -202,14 +206,16 @@ class ServerConnection:
         self.framing: str | None = None
         #: Body bytes dropped by :meth:`send_data` beyond the declared Content-Length.
         self.truncated = 0
-        self._events: deque[Event] = deque()
+        self._events: list[Event] = []  # newest first (see the module docstring)
         self._error: RemoteProtocolError | None = None
         self._stopped = False
         self._eof = False
-        self._in_message = False
+        #: True between the first byte of a request and its end (an attribute, not a
+        #: property: the caller reads it once per request).
+        self.in_request = False
         self._in_head = False
         self._target = b""
-        self._headers: Headers = []
+        self._headers = _NO_HEADERS
         self._head_size = 0
         self._unparsed_head = 0
         self._partial_line = 0
@@ -242,23 +248,29 @@ class ServerConnection:
         if not data:
             self._eof = True
             return
+        events = self._events
+        if events:  # events not taken yet: back to oldest first for the callbacks
+            events.reverse()
         try:
-            self._parser.feed_data(data)
-        except HttpParserUpgrade:
-            self._stopped = True
-        except HttpParserError as exc:
-            if not self._stopped:  # else: bytes after "Connection: close", ignored
-                self._fail(exc)
-            return
-        except RemoteProtocolError as exc:  # pragma: no cover - httptools wraps these
-            self._error = exc
-            return
-        if self._in_head:
-            self._unparsed_head += len(data)
-            if self._unparsed_head > self.max_header_size:
-                self._error = RemoteProtocolError("request header fields too large", 431)
-            elif self._partial_limits is not None:
-                self._check_partial_line(data, self._partial_limits)
+            try:
+                self._parser.feed_data(data)
+            except HttpParserUpgrade:
+                self._stopped = True
+            except HttpParserError as exc:
+                if not self._stopped:  # else: bytes after "Connection: close", ignored
+                    self._fail(exc)
+                return
+            except RemoteProtocolError as exc:  # pragma: no cover - httptools wraps these
+                self._error = exc
+                return
+            if self._in_head:
+                self._unparsed_head += len(data)
+                if self._unparsed_head > self.max_header_size:
+                    self._error = RemoteProtocolError("request header fields too large", 431)
+                elif self._partial_limits is not None:
+                    self._check_partial_line(data, self._partial_limits)
+        finally:
+            events.reverse()  # newest first: next_event() pops the oldest
 
     def _check_partial_line(
         self, data: bytes | bytearray | memoryview, limits: tuple[int, int]
@@ -294,22 +306,17 @@ class ServerConnection:
         """
         events = self._events
         if events:
-            return events.popleft()
+            return events.pop()
         if self._error is not None:
             raise self._error
         if self._stopped:
             return CONNECTION_CLOSED
         if self._eof:
-            if self._in_message:
+            if self.in_request:
                 self._error = RemoteProtocolError("connection closed in the middle of a request")
                 raise self._error
             return CONNECTION_CLOSED
         return NEED_DATA
-
-    @property
-    def in_request(self) -> bool:
-        """True between the first byte of a request and its end."""
-        return self._in_message
 
     @property
     def their_eof(self) -> bool:
@@ -319,9 +326,10 @@ class ServerConnection:
     # httptools callbacks: they only queue events (see the module docstring).
 
     def _on_message_begin(self) -> None:
-        self._in_message = True
+        # _target is b"" and _trailers None here: the previous request's were handed
+        # over when it ended (and a request that failed half-way was the last one).
+        self.in_request = True
         self._in_head = True
-        self._target = b""
         self._headers = []
         self._head_size = 0
         self._unparsed_head = 0
@@ -330,7 +338,6 @@ class ServerConnection:
         self._content_length = None
         self._chunked = False
         self._expect_continue = False
-        self._trailers = None
 
     def _on_url(self, url: bytes) -> None:
         target = self._target = self._target + url
@@ -400,6 +407,8 @@ class ServerConnection:
                 self._chunked,
             )
         self._events.append(request)
+        self._target = b""  # handed over to the request
+        self._headers = _NO_HEADERS
 
     def _on_body(self, body: bytes) -> None:
         limit = self.max_body_size
@@ -410,9 +419,13 @@ class ServerConnection:
         self._events.append(Data(body))
 
     def _on_message_complete(self) -> None:
-        self._in_message = False
+        self.in_request = False
         trailers = self._trailers
-        self._events.append(EndOfMessage() if trailers is None else EndOfMessage(trailers))
+        if trailers is None:
+            self._events.append(EndOfMessage())
+        else:
+            self._trailers = None
+            self._events.append(EndOfMessage(trailers))
         if not self._parser.should_keep_alive():
             self._stopped = True
 
