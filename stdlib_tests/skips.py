@@ -34,6 +34,11 @@ GREENLETS: dict[str, str] = {
     "test.test_queue.CSimpleQueueTest.test_many_threads": _FRESH_C_QUEUE,
     "test.test_queue.CSimpleQueueTest.test_many_threads_timeout": _FRESH_C_QUEUE
     + " (and get(timeout=1e-5) in a loop never yields)",
+    "test.test_signal.StressTest.test_stress_modifying_handlers": (
+        "its thread loops on signal.raise_signal() until the main thread sets a flag, "
+        "and raise_signal never blocks: a greenlet is never preempted, so the main "
+        "thread, a greenlet of the same OS thread, never runs again"
+    ),
 }
 
 _ALWAYS_NONBLOCKING = (
@@ -42,11 +47,48 @@ _ALWAYS_NONBLOCKING = (
     "which these tests also check, matches the stdlib"
 )
 
+_NATIVE_ID = (
+    "wants a distinct native_id per thread: native_id is the kernel's thread id "
+    "(gettid), and green threads are greenlets of one OS thread, so they share it "
+    "(greenwire/green/thread.py keeps get_native_id the real one rather than invent ids "
+    "the kernel does not know)"
+)
+
 #: greenwire's own list, on top of GREENLETS.
 GREENWIRE: dict[str, str] = {
     "test.test_socket.NonBlockingTCPTests.testSetBlocking": _ALWAYS_NONBLOCKING,
     "test.test_socket.NonBlockingTCPTests.testSetBlocking_overflow": _ALWAYS_NONBLOCKING,
     "test.test_socket.NonblockConstantTest.test_SOCK_NONBLOCK": _ALWAYS_NONBLOCKING,
+    "test.test_threading.ThreadTests.test_various_ops": _NATIVE_ID,
+    "test.test_threading.ThreadTests.test_various_ops_small_stack": _NATIVE_ID,
+    "test.test_threading.ThreadTests.test_various_ops_large_stack": _NATIVE_ID,
+    "test.test_threading.ThreadTests.test_PyThreadState_SetAsyncExc": (
+        "the C API PyThreadState_SetAsyncExc (through ctypes, which no patching reaches) "
+        "looks up a C thread state by thread id, and there is one per OS thread: a green "
+        "thread's ident (threading.get_ident) names a greenlet, which has none, so the "
+        "call finds no thread state and the worker is never interrupted (the test's first "
+        "part, on the main thread's real ident, passes)"
+    ),
+    "test.test_threading.InterruptMainTests.test_can_interrupt_tight_loops": (
+        "the main thread busy-waits for the worker to start and the worker busy-loops "
+        "until the main thread clears a flag, neither ever blocking: greenlets are not "
+        "preempted, so the worker (which Thread.start runs at once) spins its 100 million "
+        "iterations out and ends uninterrupted"
+    ),
+    "test.test_threading.MiscTestCase.test__all__": (
+        "check__all__ expects in threading.__all__ exactly the public names whose "
+        "__module__ is threading or _thread; under the patch threading's get_ident, Lock "
+        "and local are greenwire's objects (greenwire.green.thread, greenwire.local: "
+        "threading.local is the public greenwire.local class by design), while "
+        "threading.__all__ is the stdlib's and rightly still lists them"
+    ),
+    "test.test_fork1.ForkTest.test_threaded_import_lock_fork": (
+        "fork() waits for the interpreter's import lock only when another OS thread "
+        "holds it: the lock is owned per OS thread and re-entrant, so a green thread "
+        "holding it (imp.acquire_lock) does not delay a fork by the main greenlet of the "
+        "same OS thread, and greenwire cannot tell which greenlet holds it to wait for "
+        "it, so the child sees the module half-imported"
+    ),
 }
 
 #: gevent's list, on top of GREENLETS: only what would otherwise hang the run.

@@ -295,6 +295,18 @@ def test_a_nonblocking_pipe_still_raises_blocking_io_error(pipe: tuple[int, int]
         green_os.write(w, b"y" * 100_000)
 
 
+def test_the_wrong_end_of_a_pipe_fails_at_once_with_ebadf(pipe: tuple[int, int]) -> None:
+    # The read end never polls writable (nor the write end readable): waiting for that
+    # would be forever, where the real call fails at once.
+    r, w = pipe
+    with pytest.raises(OSError) as wrote:
+        green_os.write(r, b"x")
+    assert wrote.value.errno == errno.EBADF
+    with pytest.raises(OSError) as read:
+        green_os.read(w, 10)
+    assert read.value.errno == errno.EBADF
+
+
 @pytest.mark.parametrize("direction", ["read", "write"])
 def test_close_wakes_the_waiting_greenlet_with_ebadf(pipe: tuple[int, int], direction: str) -> None:
     r, w = pipe

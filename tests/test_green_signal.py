@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import _thread
 import signal as std_signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
+import greenwire
 from _green_patching import check_patched
-from greenwire._core import children
+from greenwire._core import Hub, children
 from greenwire.green import signal as green_signal
+from greenwire.green import thread
 
 pytestmark = pytest.mark.skipif(
     not children.SIGCHLD_AVAILABLE, reason="SIGCHLD exists on POSIX only"
@@ -31,11 +35,88 @@ def test_other_signals_pass_straight_through() -> None:
 
     old = green_signal.signal(std_signal.SIGUSR1, handler)
     try:
-        assert std_signal.getsignal(std_signal.SIGUSR1) is handler
+        installed = std_signal.getsignal(std_signal.SIGUSR1)
+        assert isinstance(installed, green_signal._MainThreadHandler)
+        assert installed.handler is handler  # the wrapper of the module doc
         assert green_signal.getsignal(std_signal.SIGUSR1) is handler
+        assert green_signal.signal(std_signal.SIGUSR1, std_signal.SIG_IGN) is handler
+        assert std_signal.getsignal(std_signal.SIGUSR1) == std_signal.SIG_IGN
+        with pytest.raises(TypeError):
+            green_signal.signal(std_signal.SIGUSR1, None)  # type: ignore[arg-type]
     finally:
         std_signal.signal(std_signal.SIGUSR1, old)
     assert green_signal.SIGTERM is std_signal.SIGTERM  # the rest of signal is reachable
+    # They present themselves as the signal module's, as the stdlib's wrappers do.
+    assert green_signal.signal.__module__ == green_signal.getsignal.__module__ == "signal"
+
+
+@pytest.fixture
+def usr1_handler() -> Iterator[Callable[[Callable[[int, Any], Any]], None]]:
+    """Install a handler for SIGUSR1 through the green module; restore the old one after."""
+    before = std_signal.getsignal(std_signal.SIGUSR1)
+
+    def install(handler: Callable[[int, Any], Any]) -> None:
+        green_signal.signal(std_signal.SIGUSR1, handler)
+
+    yield install
+    std_signal.signal(std_signal.SIGUSR1, before)
+
+
+def test_a_handler_run_by_another_greenlet_sees_the_main_thread(
+    usr1_handler: Callable[[Callable[[int, Any], Any]], None],
+) -> None:
+    seen: list[int] = []
+    usr1_handler(lambda signum, frame: seen.append(thread.get_ident()))
+
+    def sender() -> int:
+        std_signal.raise_signal(std_signal.SIGUSR1)  # the handler runs in this greenlet
+        return thread.get_ident()
+
+    own_ident = greenwire.spawn(sender).get()
+    assert seen == [_thread.get_ident()]
+    assert own_ident != _thread.get_ident()  # only while the handler ran
+
+
+def test_what_a_handler_raises_in_another_greenlet_is_raised_in_the_main_one(
+    usr1_handler: Callable[[Callable[[int, Any], Any]], None],
+) -> None:
+    def handler(signum: int, frame: object) -> None:
+        raise ZeroDivisionError(signum)
+
+    usr1_handler(handler)
+    steps: list[str] = []
+
+    def victim() -> None:
+        std_signal.raise_signal(std_signal.SIGUSR1)
+        steps.append("victim resumed")
+
+    g = greenwire.spawn(victim)
+    with pytest.raises(ZeroDivisionError):
+        g.join()  # parked in the hub when the victim's handler raises
+    steps.append("main interrupted")
+    g.join()
+    assert g.successful()
+    assert steps == ["main interrupted", "victim resumed"]
+
+
+def test_a_handler_caught_by_the_hub_runs_in_a_greenlet_that_may_block(
+    fresh_hub: Hub, usr1_handler: Callable[[Callable[[int, Any], Any]], None]
+) -> None:
+    seen: list[object] = []
+
+    def handler(signum: int, frame: object) -> None:
+        seen.append(thread.get_ident())
+        greenwire.sleep(0)  # would be a HubBlockingError inside the hub's loop
+        raise KeyboardInterrupt
+
+    usr1_handler(handler)
+    installed = std_signal.getsignal(std_signal.SIGUSR1)
+    # As CPython would call it while the hub polls: from inside the hub.
+    fresh_hub.run_callback(installed, std_signal.SIGUSR1, None)
+    with pytest.raises(KeyboardInterrupt):
+        greenwire.Event().wait(timeout=30)
+    assert seen == [_thread.get_ident()]
+    greenwire.sleep(0)  # the handler's greenlet finishes
 
 
 def test_user_handler_is_what_getsignal_says_while_ours_is_installed(
@@ -127,3 +208,37 @@ except KeyboardInterrupt:
 def test_sigint_still_reaches_the_main_greenlet() -> None:
     out = check_patched(_SIGINT_SCRIPT, modules=("os", "subprocess", "signal"))
     assert out == "main greenlet interrupted\n"
+
+
+_INTERRUPT_MAIN_SCRIPT = """
+import _thread, os, signal, threading
+from greenwire.green import signal as green_signal
+
+green_signal.__patch__()  # as greenwire.monkey does: wraps SIGINT's handler
+assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+after = []
+def interrupter():
+    _thread.interrupt_main()      # SIGINT's handler runs in this green thread...
+    after.append("thread went on")
+
+t = threading.Thread(target=interrupter)
+try:
+    t.start()
+    t.join()
+except KeyboardInterrupt:         # ...and raises in the main greenlet
+    print("main interrupted")
+t.join()
+print(after)
+"""
+
+
+def test_interrupt_main_from_a_green_thread_interrupts_the_main_greenlet() -> None:
+    # Installed before patching (and explicitly: a shell may start us with SIGINT ignored).
+    prelude = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)"
+    out = check_patched(
+        _INTERRUPT_MAIN_SCRIPT,
+        modules=("thread", "threading", "signal"),
+        prelude=prelude,
+    )
+    assert out == "main interrupted\n['thread went on']\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess as std_subprocess
 import sys
@@ -113,6 +114,17 @@ def test_text_mode_readline_is_cooperative() -> None:
         proc.stdin.close()
         assert proc.stdout.read() == ""
     assert proc.returncode == 0
+
+
+def test_line_buffering_in_binary_mode_warns_as_the_stdlib_does() -> None:
+    with pytest.warns(RuntimeWarning, match=r"line buffering \(buffering=1\)") as caught:
+        proc = Popen([PY, "-c", "pass"], stdin=PIPE, stdout=PIPE, bufsize=1)
+    with proc:
+        assert isinstance(proc.stdout, io.BufferedReader)  # default size
+        proc.communicate()
+    # Two pipes, two warnings, each blamed on Popen's caller as io.open does.
+    assert len(caught) == 2
+    assert {w.filename for w in caught} == {std_subprocess.__file__}
 
 
 def test_run_with_input_and_capture_output() -> None:

@@ -200,6 +200,22 @@ def test_locks_are_greenwire_locks_that_can_be_weakly_referenced() -> None:
     assert [r() for r in refs] == [None, None]
 
 
+@pytest.mark.skipif(sys.version_info >= (3, 13), reason="3.13 made the lock type callable")
+def test_the_lock_type_cannot_be_called_as_the_c_type_cannot() -> None:
+    with pytest.raises(TypeError, match="cannot create 'greenwire.green.thread.Lock' instances"):
+        thread.LockType()
+    with pytest.raises(TypeError, match="cannot create '_thread.lock' instances"):
+        type(_thread.allocate_lock())()  # the stdlib's behaviour, for comparison
+    lock = thread.allocate_lock()
+    assert lock.acquire(False) and not lock.acquire(False)
+    lock.release()
+
+    class KeepsTheFactory:  # as test suites do; a builtin does not bind as a method
+        locktype = thread.allocate_lock
+
+    assert type(KeepsTheFactory().locktype()) is thread.LockType
+
+
 def test_a_lock_blocks_only_the_greenlet(vclock: VirtualClock) -> None:
     lock = thread.allocate_lock()
     lock.acquire()

@@ -29,6 +29,7 @@ the thread pool.
 from __future__ import annotations
 
 import _socket
+import fcntl as _fcntl
 import importlib
 import operator
 import os as _os
@@ -258,6 +259,23 @@ def _park_on(hub: Hub, fd: int, write: bool) -> None:
         raise ClosedResourceError()
 
 
+def _may_wait(fd: int, write: bool) -> bool:
+    """True if the real call on ``fd`` would block: a blocking fd open for that direction.
+
+    A non-blocking fd must raise ``BlockingIOError``, and a read-only fd written to (or a
+    write-only one read) must fail with ``EBADF`` at once: it never polls ready for that
+    direction, so waiting would be forever. An invalid fd: the real call says so.
+    """
+    try:
+        flags = _fcntl.fcntl(fd, _fcntl.F_GETFL)
+    except OSError:
+        return False
+    if flags & _os.O_NONBLOCK:
+        return False
+    mode = flags & _os.O_ACCMODE
+    return mode == _os.O_RDWR or mode == (_os.O_WRONLY if write else _os.O_RDONLY)
+
+
 def _hub_to_park_in() -> Hub | None:
     """The calling thread's hub if the caller can park in it, else None."""
     hub = existing_hub()
@@ -291,7 +309,7 @@ def read(fd: int, n: int, /) -> bytes:
     hub = _hub_to_park_in()
     if hub is None:
         return _real_read(number, count)
-    while not _ready_now(number, _POLLIN) and _get_blocking(number):
+    while not _ready_now(number, _POLLIN) and _may_wait(number, write=False):
         _park_on(hub, number, write=False)
     return _real_read(number, count)
 
@@ -317,7 +335,7 @@ def write(fd: int, data: Any, /) -> int:
     if hub is None:
         return _real_write(number, data)
     while not _ready_now(number, _POLLOUT):
-        if not _get_blocking(number):
+        if not _may_wait(number, write=True):
             return _real_write(number, data)
         _park_on(hub, number, write=True)
     if size <= _PIPE_BUF:

@@ -44,6 +44,7 @@ import io
 import os
 import select as _select_module
 import types
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -172,6 +173,15 @@ class PipeIO(io.FileIO):
 
 def _open_pipe(fd: int, mode: str, buffering: int = -1) -> Any:
     """``io.open`` as ``Popen.__init__`` calls it for its pipes, on :class:`PipeIO`."""
+    if buffering == 1 and "b" in mode:
+        # io.open's own warning, blamed on the same line: Popen's call (bufsize=1 in
+        # binary mode). Text mode has already turned bufsize=1 into line_buffering.
+        warnings.warn(
+            "line buffering (buffering=1) isn't supported in binary mode, "
+            "the default buffer size will be used",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     raw = PipeIO(fd, mode.replace("b", ""))
     if buffering == 0:
         return raw

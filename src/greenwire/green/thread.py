@@ -9,7 +9,9 @@ Identity
 :func:`get_ident` returns the real thread id in the main greenlet of each OS thread, and
 ``id(greenlet)`` in every other greenlet. So ``threading.main_thread()`` stays right, real
 threads started with the original ``start_new_thread`` keep their idents, and no greenlet
-ident can equal a thread ident: both are addresses of live objects.
+ident can equal a thread ident: both are addresses of live objects. One exception: a
+greenlet running a Python signal handler (:mod:`greenwire.green.signal`) gets the main
+thread's ident while the handler runs, since in CPython handlers run in the main thread.
 
 Starting
 --------
@@ -52,10 +54,12 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from greenlet import GreenletExit, getcurrent
+from greenlet import greenlet as RawGreenlet
 
 from greenwire._core.threadpool import worker_threads_alive
 from greenwire.green._registry import original
@@ -80,9 +84,28 @@ exit_thread = _real_thread.exit_thread
 
 
 class Lock(_GreenLock):
-    """``_thread.lock``: a :class:`greenwire.lock.Lock` that can be weakly referenced."""
+    """``_thread.lock``: a :class:`greenwire.lock.Lock` that can be weakly referenced.
+
+    Before Python 3.13 the lock type cannot be called, as ``_thread.lock`` cannot: locks
+    come from :func:`allocate_lock` (which ``threading.Lock`` is). 3.13 made the type
+    itself ``threading.Lock``.
+    """
 
     __slots__ = ("__weakref__",)
+
+    if sys.version_info < (3, 13):
+
+        def __new__(cls, *args: Any, **kwargs: Any) -> Lock:
+            if cls is Lock:
+                raise TypeError(f"cannot create '{cls.__module__}.{cls.__name__}' instances")
+            return super().__new__(cls)
+
+        @classmethod
+        def allocate_lock(cls) -> Lock:
+            """A new unlocked lock (``_thread.allocate_lock``)."""
+            lock: Lock = _new_object(cls)
+            _init_lock(lock)
+            return lock
 
 
 class RLock(_GreenRLock):
@@ -97,9 +120,15 @@ class RLock(_GreenRLock):
         super().__init__()
 
 
+_new_object = object.__new__
+_init_lock = _GreenLock.__init__
+
 LockType = Lock
-allocate_lock = Lock
-allocate = Lock
+# A bound method, not a function: like the builtin it stands for, it does not bind as a
+# method when a class keeps it as an attribute (test suites do: ``locktype = ...``).
+allocate_lock = Lock.allocate_lock if sys.version_info < (3, 13) else Lock
+
+allocate = allocate_lock
 _local = local
 
 # Green threads alive (started and not finished), in every OS thread; guarded by its lock.
@@ -113,12 +142,32 @@ def _count_green(delta: int) -> None:
         _green_count += delta
 
 
+# Greenlets running a Python signal handler on the main thread's behalf (see
+# greenwire.green.signal): in CPython a handler always runs in the main thread, so its
+# get_ident() is the main thread's.
+_signal_handler_greenlets: set[RawGreenlet] = set()
+
+
 def get_ident() -> int:
     """A unique id of the current greenlet (the real thread id in a thread's main one)."""
     g = getcurrent()
-    if g.parent is None:
+    if g.parent is None or (_signal_handler_greenlets and g in _signal_handler_greenlets):
         return _real_get_ident()
     return id(g)
+
+
+@contextmanager
+def _as_main_thread() -> Iterator[None]:
+    """Within: the current greenlet's :func:`get_ident` is the main thread's.
+
+    Only for a greenlet of the main OS thread running a signal handler.
+    """
+    g = getcurrent()
+    _signal_handler_greenlets.add(g)
+    try:
+        yield
+    finally:
+        _signal_handler_greenlets.discard(g)
 
 
 def _count() -> int:
@@ -322,7 +371,7 @@ class _ThreadHandle:
     def __init__(self) -> None:
         self._ident = 0
         self._state = _NOT_STARTED
-        self._done = Lock()
+        self._done = allocate_lock()
         self._done.acquire()
 
     @property

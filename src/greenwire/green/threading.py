@@ -44,7 +44,8 @@ __target__ = "threading"
 
 get_ident = _green_thread.get_ident
 _allocate_lock = _green_thread.allocate_lock
-Lock = _green_thread.LockType
+# threading.Lock is the factory before 3.13 (its type cannot be called), the type after.
+Lock = _green_thread.allocate_lock if sys.version_info < (3, 13) else _green_thread.LockType
 _LockType = _green_thread.LockType
 _CRLock = _green_thread.RLock
 RLock = _green_thread.RLock
