@@ -41,6 +41,11 @@ def test_crawler_fetches_every_page_of_the_local_site() -> None:
     assert "crawled 60 pages (60 OK) with 20 workers" in done.stdout, done.stdout
 
 
+def _default_sigint() -> None:
+    # A test run started in the background inherits SIGINT ignored; the servers need Ctrl-C.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class RunningExample:
     """An example server started in its own process; stopped with SIGINT (Ctrl-C)."""
 
@@ -50,6 +55,7 @@ class RunningExample:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=_default_sigint,
         )
         assert self.proc.stdout is not None
         first = self.proc.stdout.readline()  # "... server on HOST:PORT"

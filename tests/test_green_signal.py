@@ -206,7 +206,10 @@ except KeyboardInterrupt:
 
 
 def test_sigint_still_reaches_the_main_greenlet() -> None:
-    out = check_patched(_SIGINT_SCRIPT, modules=("os", "subprocess", "signal"))
+    # Python installs its SIGINT handler only if SIGINT is not ignored at start, and a test
+    # run started in the background inherits it ignored: install it explicitly.
+    prelude = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)"
+    out = check_patched(_SIGINT_SCRIPT, modules=("os", "subprocess", "signal"), prelude=prelude)
     assert out == "main greenlet interrupted\n"
 
 
