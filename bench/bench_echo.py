@@ -89,28 +89,30 @@ def _announce(listener: Any) -> None:
 # ------------------------------------------------------------------------ servers
 
 
+def _echo_blocking(conn: Any) -> None:
+    """Serve one connection with blocking-style calls (the library makes them cooperate)."""
+    buf = bytearray(RECV_BUFFER)
+    view = memoryview(buf)
+    with conn:
+        try:
+            while True:
+                n = conn.recv_into(buf)
+                if not n:
+                    break
+                conn.sendall(view[:n])
+        except ConnectionError:
+            pass
+
+
 def _stdlib_server() -> Numbers:
     """The same blocking-socket echo server for every library, run after its patch."""
     import threading
-
-    def handle(conn: socket.socket) -> None:
-        buf = bytearray(RECV_BUFFER)
-        view = memoryview(buf)
-        with conn:
-            try:
-                while True:
-                    n = conn.recv_into(buf)
-                    if not n:
-                        break
-                    conn.sendall(view[:n])
-            except ConnectionError:
-                pass
 
     listener = _listen()
     _announce(listener)
     while True:
         conn, _ = listener.accept()
-        threading.Thread(target=handle, args=(conn,), daemon=True).start()
+        threading.Thread(target=_echo_blocking, args=(conn,), daemon=True).start()
 
 
 def _patched(patch: Any) -> Numbers:
@@ -187,19 +189,6 @@ def _gevent_server(params: dict[str, Any]) -> Numbers:
     import gevent
     from gevent import socket as gsocket
 
-    def handle(conn: Any) -> None:
-        buf = bytearray(RECV_BUFFER)
-        view = memoryview(buf)
-        with conn:
-            try:
-                while True:
-                    n = conn.recv_into(buf)
-                    if not n:
-                        break
-                    conn.sendall(view[:n])
-            except ConnectionError:
-                pass
-
     listener = gsocket.socket(gsocket.AF_INET, gsocket.SOCK_STREAM)
     listener.setsockopt(gsocket.SOL_SOCKET, gsocket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
@@ -207,7 +196,7 @@ def _gevent_server(params: dict[str, Any]) -> Numbers:
     _announce(listener)
     while True:
         conn, _ = listener.accept()
-        gevent.spawn(handle, conn)
+        gevent.spawn(_echo_blocking, conn)
 
 
 def _eventlet_server(params: dict[str, Any]) -> Numbers:
@@ -219,19 +208,6 @@ def _eventlet_server(params: dict[str, Any]) -> Numbers:
     import eventlet
     from eventlet.green import socket as esocket
 
-    def handle(conn: Any) -> None:
-        buf = bytearray(RECV_BUFFER)
-        view = memoryview(buf)
-        with conn:
-            try:
-                while True:
-                    n = conn.recv_into(buf)
-                    if not n:
-                        break
-                    conn.sendall(view[:n])
-            except ConnectionError:
-                pass
-
     listener = esocket.socket(esocket.AF_INET, esocket.SOCK_STREAM)
     listener.setsockopt(esocket.SOL_SOCKET, esocket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
@@ -239,7 +215,7 @@ def _eventlet_server(params: dict[str, Any]) -> Numbers:
     _announce(listener)
     while True:
         conn, _ = listener.accept()
-        eventlet.spawn(handle, conn)
+        eventlet.spawn(_echo_blocking, conn)
 
 
 WORKERS = {"greenwire": _greenwire_server, "gevent": _gevent_server, "eventlet": _eventlet_server}
