@@ -64,8 +64,8 @@ class DidPatchAll:
 
 
 @dataclass(frozen=True)
-class WillPatchModule:
-    """The attributes ``names`` of ``target`` are about to be replaced from ``green``."""
+class _ModuleEvent:
+    """What the two per-module events carry: one green module patching one target."""
 
     green_name: str
     target_name: str
@@ -75,14 +75,13 @@ class WillPatchModule:
 
 
 @dataclass(frozen=True)
-class DidPatchModule:
-    """The attributes ``names`` of ``target`` were replaced from ``green``."""
+class WillPatchModule(_ModuleEvent):
+    """The attributes ``names`` of ``target`` are about to be replaced from ``green``."""
 
-    green_name: str
-    target_name: str
-    green: ModuleType
-    target: ModuleType
-    names: tuple[str, ...]
+
+@dataclass(frozen=True)
+class DidPatchModule(_ModuleEvent):
+    """The attributes ``names`` of ``target`` were replaced from ``green``."""
 
 
 Event = Union[WillPatchAll, DidPatchAll, WillPatchModule, DidPatchModule]
