@@ -4,7 +4,10 @@ Each program is plain threaded standard-library code (a ``ThreadingMixIn`` serve
 ``requests``, ``redis-py``, ``smtplib`` ...) written to a temporary directory together
 with any helper modules it imports, and started in a fresh interpreter through the
 monkey-patching command line, so ``patch_all()`` runs before the program's first import.
-The program prints one JSON object as the last line of its standard output.
+The program prints one JSON object as the last line of its standard output. Next to
+every program stands ``threaded.py`` (``THREADED`` below): the thread plumbing the
+programs share, itself plain ``threading`` code, so that each program shows only what it
+does with its library.
 
 The run fails the test, showing everything the program printed, when:
 
@@ -35,6 +38,72 @@ REQUIRED_PATCHES = ("_thread", "threading", "time", "select", "selectors", "sock
 
 _PATCHED_PREFIX = "greenwire.monkey: patched "
 
+#: Written next to every program as ``threaded.py``.
+THREADED = '''
+"""Run many client threads, and serve a ``socketserver`` server in a thread."""
+
+import contextlib
+import socketserver
+import threading
+
+
+def run_clients(client, count):
+    """Run ``client(i)`` for each i below ``count``, all at once; return their errors."""
+    errors = []
+
+    def run(i):
+        try:
+            client(i)
+        except Exception as e:
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
+def serve(server):
+    """Start ``server.serve_forever()`` in a thread; return the server."""
+    server.thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    server.thread.start()
+    return server
+
+
+def stop(server):
+    """Stop a server started by ``serve``, close it and wait for its thread."""
+    server.shutdown()
+    server.server_close()
+    server.thread.join()
+
+
+class SessionServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    """A threaded TCP server on 127.0.0.1 that counts the sessions open at once."""
+
+    daemon_threads = True
+    request_queue_size = 256
+
+    def __init__(self, handler):
+        super().__init__(("127.0.0.1", 0), handler)
+        self.lock = threading.Lock()
+        self.sessions = 0
+        self.peak = 0
+
+    @contextlib.contextmanager
+    def session(self):
+        """Count one open session (``peak`` is the most at once) while the block runs."""
+        with self.lock:
+            self.sessions += 1
+            self.peak = max(self.peak, self.sessions)
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.sessions -= 1
+'''
+
 
 def patched_targets(stderr: str) -> set[str]:
     """The stdlib modules that ``--verbose`` reported as patched."""
@@ -61,13 +130,13 @@ def run_program(
         source: the program's text; it is dedented.
         args: the program's command-line arguments.
         modules: extra modules the program imports, name -> source (``{"srv": "..."}``
-            is written as ``srv.py`` next to the program).
+            is written as ``srv.py`` next to the program); ``threaded`` is always there.
         timeout: seconds before the program is considered hung.
         env: extra environment variables.
         require: stdlib modules that must have been patched.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    for name, text in (modules or {}).items():
+    for name, text in {"threaded": THREADED, **(modules or {})}.items():
         (directory / f"{name}.py").write_text(textwrap.dedent(text))
     program = directory / "program.py"
     program.write_text(textwrap.dedent(source))

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import greenwire
+from _green_wait_helpers import FloatSub, Index, later, no_fds_left
 from greenwire import Timeout
 from greenwire._core import Hub, VirtualClock
 from greenwire.green import select as green_select
@@ -43,21 +44,6 @@ def drain(sock: socket.socket) -> None:
             pass
     except BlockingIOError:
         pass
-
-
-def later(seconds: float, fn: Callable[..., object], *args: object) -> greenwire.Greenlet[None]:
-    """Run ``fn(*args)`` in a greenlet after ``seconds`` of (virtual) time."""
-
-    def run() -> None:
-        greenwire.sleep(seconds)
-        fn(*args)
-
-    return greenwire.spawn(run)
-
-
-def no_fds_left(hub: Hub) -> bool:
-    stats = hub.statistics()
-    return stats.fds == 0 and stats.io_waiters == 0
 
 
 class Nope:
@@ -114,18 +100,6 @@ def test_timeout_returns_fresh_empty_lists(
     assert r is not w and r is not x and w is not x
     assert vclock.now() == pytest.approx(1.5)
     assert no_fds_left(fresh_hub)
-
-
-class Index:
-    def __init__(self, value: int) -> None:
-        self.value = value
-
-    def __index__(self) -> int:
-        return self.value
-
-
-class FloatSub(float):
-    pass
 
 
 @pytest.mark.parametrize("timeout, seconds", [(True, 1.0), (Index(2), 2.0), (FloatSub(0.5), 0.5)])

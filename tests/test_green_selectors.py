@@ -5,11 +5,12 @@ from __future__ import annotations
 import selectors as stdlib_selectors
 import socket
 import unittest.mock
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 import greenwire
+from _green_wait_helpers import later, no_fds_left
 from greenwire import Timeout
 from greenwire._core import Hub, VirtualClock
 from greenwire.green import selectors as green_selectors
@@ -38,19 +39,6 @@ def pair() -> Iterator[Pair]:
     yield a, b
     a.close()
     b.close()
-
-
-def later(seconds: float, fn: Callable[..., object], *args: object) -> greenwire.Greenlet[None]:
-    def run() -> None:
-        greenwire.sleep(seconds)
-        fn(*args)
-
-    return greenwire.spawn(run)
-
-
-def no_fds_left(hub: Hub) -> bool:
-    stats = hub.statistics()
-    return stats.fds == 0 and stats.io_waiters == 0
 
 
 def test_declarations() -> None:

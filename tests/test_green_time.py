@@ -9,23 +9,10 @@ import time as stdlib_time
 import pytest
 
 import greenwire
+from _green_wait_helpers import FloatSub, Index
 from greenwire import HubBlockingError, Timeout
 from greenwire._core import Hub, VirtualClock
 from greenwire.green import time as green_time
-
-
-class Index:
-    """An object that is an integer only through ``__index__`` (like numpy ints)."""
-
-    def __init__(self, value: int) -> None:
-        self.value = value
-
-    def __index__(self) -> int:
-        return self.value
-
-
-class FloatSub(float):
-    pass
 
 
 def test_declarations() -> None:

@@ -25,6 +25,8 @@ import socketserver
 import threading
 import time
 
+import threaded
+
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -73,32 +75,25 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 def start(delay=0.0, parties=1):
     """Serve in a thread; return the server and its base URL."""
-    server = Server(delay, parties)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    server.thread = thread
+    server = threaded.serve(Server(delay, parties))
     return server, "http://127.0.0.1:%d" % server.server_address[1]
 
 
-def stop(server):
-    server.shutdown()
-    server.server_close()
-    server.thread.join()
+stop = threaded.stop
 '''
 
 SLOW_SERVER_CLIENTS = """
 import json
 import sys
-import threading
 import time
 
 import local_http
+from threaded import run_clients
 
 CLIENTS, PER_CLIENT, DELAY = 50, 4, 0.1
 library = sys.argv[1]
 server, url = local_http.start(delay=DELAY)
 bodies = {}
-errors = []
 
 if library == "requests":
     import requests
@@ -121,20 +116,8 @@ else:
             assert response.status == 200, response.status
             bodies[i, j] = response.data.decode()
 
-
-def run(i):
-    try:
-        client(i)
-    except Exception as e:
-        errors.append(repr(e))
-
-
 started = time.monotonic()
-threads = [threading.Thread(target=run, args=(i,)) for i in range(CLIENTS)]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
+errors = run_clients(client, CLIENTS)
 elapsed = time.monotonic() - started
 local_http.stop(server)
 wrong = [k for k, v in bodies.items() if v != "GET /%d/%d" % k]
@@ -161,16 +144,14 @@ def test_200_slow_requests_from_50_threads_overlap(tmp_path: Path, library: str)
 HTTP_CLIENT = """
 import http.client
 import json
-import threading
-import urllib.parse
 
 import local_http
+from threaded import run_clients
 
 CLIENTS, PER_CLIENT = 30, 5
 server, url = local_http.start(parties=CLIENTS)
 port = server.server_address[1]
 answers = {}
-errors = []
 
 
 def client(i):
@@ -188,17 +169,11 @@ def client(i):
             response = connection.getresponse()
             assert response.status == 200, response.status
             answers[i, j] = response.read().decode()
-    except Exception as e:
-        errors.append(repr(e))
     finally:
         connection.close()
 
 
-threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
+errors = run_clients(client, CLIENTS)
 local_http.stop(server)
 wrong = []
 for (i, j), text in answers.items():
@@ -226,38 +201,30 @@ def test_http_client_keep_alive_connections_from_30_threads(tmp_path: Path) -> N
 
 URLLIB_REQUEST = """
 import json
-import threading
 import urllib.parse
 import urllib.request
 
 import local_http
+from threaded import run_clients
 
 CLIENTS = 40
 server, url = local_http.start(parties=CLIENTS)
 answers = {}
-errors = []
 
 
 def client(i):
-    try:
-        with urllib.request.urlopen("%s/meet/%d" % (url, i), timeout=10) as response:
-            answers[i, "meet"] = response.read().decode()
-        query = urllib.parse.urlencode({"who": "client %d" % i, "n": i})
-        with urllib.request.urlopen("%s/get?%s" % (url, query), timeout=10) as response:
-            answers[i, "get"] = response.read().decode()
-        data = urllib.parse.urlencode({"value": "x" * i}).encode()
-        request = urllib.request.Request("%s/post/%d" % (url, i), data=data, method="POST")
-        with urllib.request.urlopen(request, timeout=10) as response:
-            answers[i, "post"] = response.read().decode()
-    except Exception as e:
-        errors.append(repr(e))
+    with urllib.request.urlopen("%s/meet/%d" % (url, i), timeout=10) as response:
+        answers[i, "meet"] = response.read().decode()
+    query = urllib.parse.urlencode({"who": "client %d" % i, "n": i})
+    with urllib.request.urlopen("%s/get?%s" % (url, query), timeout=10) as response:
+        answers[i, "get"] = response.read().decode()
+    data = urllib.parse.urlencode({"value": "x" * i}).encode()
+    request = urllib.request.Request("%s/post/%d" % (url, i), data=data, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        answers[i, "post"] = response.read().decode()
 
 
-threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
+errors = run_clients(client, CLIENTS)
 local_http.stop(server)
 wrong = []
 for (i, kind), text in answers.items():

@@ -22,6 +22,8 @@ import xmlrpc.client
 from socketserver import ThreadingMixIn
 from xmlrpc.server import SimpleXMLRPCServer
 
+from threaded import run_clients, serve, stop
+
 CLIENTS = 50
 
 
@@ -48,46 +50,35 @@ server.register_function(fail)
 server.register_function(lambda a, b: a + b, "add")
 server.register_function(lambda value: value, "echo")
 server.register_multicall_functions()
-serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-serving.start()
+serve(server)
 url = "http://127.0.0.1:%d/" % server.server_address[1]
 wrong = []
-errors = []
 
 
 def client(i):
-    try:
-        with xmlrpc.client.ServerProxy(url, allow_none=True) as proxy:
-            results = {"meet": proxy.meet(i), "add": proxy.add(i, 1000)}
-            structure = {"id": i, "items": list(range(i)), "name": "client-%d" % i, "none": None}
-            results["echo"] = proxy.echo(structure)
-            try:
-                proxy.fail("bad %d" % i)
-                results["fault"] = None
-            except xmlrpc.client.Fault as fault:
-                results["fault"] = fault.faultString
-            multi = xmlrpc.client.MultiCall(proxy)
-            multi.add(i, 1)
-            multi.echo("m%d" % i)
-            results["multi"] = list(multi())
-        expected = {
-            "meet": i, "add": i + 1000, "echo": structure,
-            "fault": "<class 'ValueError'>:bad %d" % i, "multi": [i + 1, "m%d" % i],
-        }
-        if results != expected:
-            wrong.append([i, results])
-    except Exception as e:
-        errors.append(repr(e))
+    with xmlrpc.client.ServerProxy(url, allow_none=True) as proxy:
+        results = {"meet": proxy.meet(i), "add": proxy.add(i, 1000)}
+        structure = {"id": i, "items": list(range(i)), "name": "client-%d" % i, "none": None}
+        results["echo"] = proxy.echo(structure)
+        try:
+            proxy.fail("bad %d" % i)
+            results["fault"] = None
+        except xmlrpc.client.Fault as fault:
+            results["fault"] = fault.faultString
+        multi = xmlrpc.client.MultiCall(proxy)
+        multi.add(i, 1)
+        multi.echo("m%d" % i)
+        results["multi"] = list(multi())
+    expected = {
+        "meet": i, "add": i + 1000, "echo": structure,
+        "fault": "<class 'ValueError'>:bad %d" % i, "multi": [i + 1, "m%d" % i],
+    }
+    if results != expected:
+        wrong.append([i, results])
 
 
-threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
-server.shutdown()
-server.server_close()
-serving.join()
+errors = run_clients(client, CLIENTS)
+stop(server)
 print(json.dumps({"errors": errors, "wrong": wrong}))
 """
 
@@ -102,20 +93,14 @@ def test_xmlrpc_50_clients_meet_inside_the_server(tmp_path: Path) -> None:
 LOCAL_SMTP = r"""
 import re
 import socketserver
-import threading
+
+import threaded
 
 
 class Handler(socketserver.StreamRequestHandler):
     def handle(self):
-        server = self.server
-        with server.lock:
-            server.sessions += 1
-            server.peak = max(server.peak, server.sessions)
-        try:
+        with self.server.session():
             self.converse()
-        finally:
-            with server.lock:
-                server.sessions -= 1
 
     def reply(self, *lines):
         text = "".join("%s%s%s\r\n" % (code, "-" if n < len(lines) - 1 else " ", message)
@@ -164,15 +149,9 @@ class Handler(socketserver.StreamRequestHandler):
                 self.reply((502, "not implemented"))
 
 
-class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
-    daemon_threads = True
-    request_queue_size = 256
-
+class Server(threaded.SessionServer):
     def __init__(self):
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.lock = threading.Lock()
-        self.sessions = 0
-        self.peak = 0
+        super().__init__(Handler)
         self.messages = []
 """
 
@@ -183,14 +162,12 @@ import smtplib
 import threading
 
 import local_smtp
+from threaded import run_clients, serve, stop
 
 CLIENTS, PER_CLIENT = 30, 3
-server = local_smtp.Server()
-serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-serving.start()
+server = serve(local_smtp.Server())
 port = server.server_address[1]
 logged_in = threading.Barrier(CLIENTS)
-errors = []
 
 
 def message(i, j):
@@ -203,27 +180,18 @@ def message(i, j):
 
 
 def client(i):
-    try:
-        with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
-            smtp.ehlo()
-            logged_in.wait(timeout=20)
-            for j in range(PER_CLIENT):
-                recipients = ["rcpt%d@example.org" % i, "copy%d-%d@example.org" % (i, j)]
-                refused = smtp.sendmail("sender%d@example.org" % i, recipients, message(i, j))
-                assert refused == {}, refused
-            smtp.noop()
-    except Exception as e:
-        errors.append(repr(e))
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+        smtp.ehlo()
+        logged_in.wait(timeout=20)
+        for j in range(PER_CLIENT):
+            recipients = ["rcpt%d@example.org" % i, "copy%d-%d@example.org" % (i, j)]
+            refused = smtp.sendmail("sender%d@example.org" % i, recipients, message(i, j))
+            assert refused == {}, refused
+        smtp.noop()
 
 
-threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
-server.shutdown()
-server.server_close()
-serving.join()
+errors = run_clients(client, CLIENTS)
+stop(server)
 wrong = []
 seen = set()
 for sender, recipients, data in server.messages:
@@ -253,23 +221,19 @@ def test_smtplib_30_clients_send_3_messages_each(tmp_path: Path) -> None:
 LOCAL_FTP = r"""
 import socket
 import socketserver
-import threading
+
+import threaded
 
 
 class Handler(socketserver.StreamRequestHandler):
     def handle(self):
-        server = self.server
-        with server.lock:
-            server.sessions += 1
-            server.peak = max(server.peak, server.sessions)
         self.listener = None
-        try:
-            self.converse()
-        finally:
-            if self.listener is not None:
-                self.listener.close()
-            with server.lock:
-                server.sessions -= 1
+        with self.server.session():
+            try:
+                self.converse()
+            finally:
+                if self.listener is not None:
+                    self.listener.close()
 
     def reply(self, code, message):
         self.wfile.write(b"%d %s\r\n" % (code, message.encode()))
@@ -338,16 +302,10 @@ class Handler(socketserver.StreamRequestHandler):
                 self.reply(502, "not implemented")
 
 
-class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
-    daemon_threads = True
-    request_queue_size = 256
-
+class Server(threaded.SessionServer):
     def __init__(self, files):
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.lock = threading.Lock()
+        super().__init__(Handler)
         self.files = dict(files)
-        self.sessions = 0
-        self.peak = 0
 """
 
 FTP = """
@@ -357,57 +315,46 @@ import json
 import threading
 
 import local_ftp
+from threaded import run_clients, serve, stop
 
 CLIENTS = 20
 shared = bytes(range(256)) * 1024
-server = local_ftp.Server({"shared.bin": shared})
-serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-serving.start()
+server = serve(local_ftp.Server({"shared.bin": shared}))
 port = server.server_address[1]
 logged_in = threading.Barrier(CLIENTS)
-errors = []
 wrong = []
 
 
 def client(i):
     mine = ("file %d " % i).encode() * (5000 + 100 * i)
-    try:
-        with ftplib.FTP(timeout=10) as ftp:
-            ftp.connect("127.0.0.1", port)
-            ftp.login("tester", "secret")
-            logged_in.wait(timeout=20)
-            ftp.storbinary("STOR file-%d.txt" % i, io.BytesIO(mine), blocksize=16384)
-            back = io.BytesIO()
-            ftp.retrbinary("RETR file-%d.txt" % i, back.write)
-            whole = io.BytesIO()
-            ftp.retrbinary("RETR shared.bin", whole.write)
-            names = ftp.nlst()
-            try:
-                ftp.retrbinary("RETR missing.bin", whole.write)
-                missing = "retrieved"
-            except ftplib.error_perm as e:
-                missing = str(e)
-            ftp.quit()
-        if back.getvalue() != mine:
-            wrong.append([i, "own file"])
-        if whole.getvalue() != shared:
-            wrong.append([i, "shared file"])
-        if "file-%d.txt" % i not in names or "shared.bin" not in names:
-            wrong.append([i, "listing", names])
-        if missing != "550 no such file":
-            wrong.append([i, "missing", missing])
-    except Exception as e:
-        errors.append(repr(e))
+    with ftplib.FTP(timeout=10) as ftp:
+        ftp.connect("127.0.0.1", port)
+        ftp.login("tester", "secret")
+        logged_in.wait(timeout=20)
+        ftp.storbinary("STOR file-%d.txt" % i, io.BytesIO(mine), blocksize=16384)
+        back = io.BytesIO()
+        ftp.retrbinary("RETR file-%d.txt" % i, back.write)
+        whole = io.BytesIO()
+        ftp.retrbinary("RETR shared.bin", whole.write)
+        names = ftp.nlst()
+        try:
+            ftp.retrbinary("RETR missing.bin", whole.write)
+            missing = "retrieved"
+        except ftplib.error_perm as e:
+            missing = str(e)
+        ftp.quit()
+    if back.getvalue() != mine:
+        wrong.append([i, "own file"])
+    if whole.getvalue() != shared:
+        wrong.append([i, "shared file"])
+    if "file-%d.txt" % i not in names or "shared.bin" not in names:
+        wrong.append([i, "listing", names])
+    if missing != "550 no such file":
+        wrong.append([i, "missing", missing])
 
 
-threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
-server.shutdown()
-server.server_close()
-serving.join()
+errors = run_clients(client, CLIENTS)
+stop(server)
 stored_ok = all(
     server.files.get("file-%d.txt" % i) == ("file %d " % i).encode() * (5000 + 100 * i)
     for i in range(CLIENTS)
