@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import selectors
 import signal
 import statistics
 import subprocess
@@ -29,7 +30,7 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 IMPLS = ("greenwire", "gevent", "eventlet")
 #: Libraries ``--impls`` may name: IMPLS, plus servers only some tables run.
@@ -365,6 +366,44 @@ def profile_greenwire(
         stats = pstats.Stats(path)
         stats.strip_dirs().sort_stats("tottime").print_stats(25)
         stats.sort_stats("cumulative").print_stats(25)
+
+
+def read_line(stream: IO[str], timeout: float, what: str) -> str:
+    """One line from a child's pipe within ``timeout`` seconds.
+
+    Raises:
+        TimeoutError: nothing to read in time.
+        RuntimeError: the child closed the pipe (it exited) before writing a line.
+    """
+    sel = selectors.DefaultSelector()
+    sel.register(stream, selectors.EVENT_READ)
+    try:
+        if not sel.select(timeout):
+            raise TimeoutError(f"no {what} within {timeout:.0f} s")
+    finally:
+        sel.close()
+    line = stream.readline()
+    if not line:
+        raise RuntimeError(f"{what}: process exited early")
+    return line
+
+
+def stderr_tail(log: IO[str]) -> str:
+    """The last line a child wrote to its stderr log file, for an error message."""
+    log.seek(0)
+    lines = log.read().strip().splitlines()
+    return lines[-1] if lines else "(no stderr)"
+
+
+def stop_process(proc: subprocess.Popen[str]) -> None:
+    """Terminate a child if it still runs, kill it if it ignores that for 5 s; reap it."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 # ------------------------------------------------------------------ command line

@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import IO, Any
+from typing import Any
 
 from _common import (
     Metric,
@@ -45,8 +45,11 @@ from _common import (
     cost_at_most,
     parse_worker_output,
     process_cpu_seconds,
+    read_line,
     scaled,
     script_main,
+    stderr_tail,
+    stop_process,
     worker_entry,
 )
 
@@ -286,36 +289,6 @@ def client_main(params: dict[str, Any]) -> None:
 # --------------------------------------------------------------------- orchestrator
 
 
-def _read_line(stream: IO[str], timeout: float, what: str) -> str:
-    sel = selectors.DefaultSelector()
-    sel.register(stream, selectors.EVENT_READ)
-    try:
-        if not sel.select(timeout):
-            raise TimeoutError(f"no {what} within {timeout:.0f} s")
-    finally:
-        sel.close()
-    line = stream.readline()
-    if not line:
-        raise RuntimeError(f"{what}: process exited early")
-    return line
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _stderr_tail(log: IO[str]) -> str:
-    log.seek(0)
-    lines = log.read().strip().splitlines()
-    return lines[-1] if lines else "(no stderr)"
-
-
 def run_once(impl: str, params: dict[str, Any]) -> Numbers:
     """One server process plus one client process; returns this run's numbers."""
     python, script = sys.executable, __file__
@@ -330,9 +303,9 @@ def run_once(impl: str, params: dict[str, Any]) -> Numbers:
         try:
             assert server.stdout is not None
             try:
-                port = json.loads(_read_line(server.stdout, STARTUP_TIMEOUT, "port"))["port"]
+                port = json.loads(read_line(server.stdout, STARTUP_TIMEOUT, "port"))["port"]
             except (TimeoutError, RuntimeError) as e:
-                raise RuntimeError(f"server: {e}: {_stderr_tail(server_log)}") from None
+                raise RuntimeError(f"server: {e}: {stderr_tail(server_log)}") from None
             client = subprocess.Popen(
                 [python, script, "--client", json.dumps({**params, "port": port})],
                 stdin=subprocess.PIPE,
@@ -342,21 +315,21 @@ def run_once(impl: str, params: dict[str, Any]) -> Numbers:
             )
             assert client.stdin is not None and client.stdout is not None
             try:
-                _read_line(client.stdout, STARTUP_TIMEOUT, "client ready")
+                read_line(client.stdout, STARTUP_TIMEOUT, "client ready")
                 cpu0 = process_cpu_seconds(server.pid)
                 client.stdin.write("go\n")
                 client.stdin.flush()
-                report = _read_line(client.stdout, params["max_seconds"] + 10, "client report")
+                report = read_line(client.stdout, params["max_seconds"] + 10, "client report")
                 cpu1 = process_cpu_seconds(server.pid)
             except (TimeoutError, RuntimeError) as e:
-                raise RuntimeError(f"{e}: {_stderr_tail(client_log)}") from None
+                raise RuntimeError(f"{e}: {stderr_tail(client_log)}") from None
             client.stdin.write("bye\n")
             client.stdin.flush()
             client.wait(10)
         finally:
             if client is not None:
-                _stop(client)
-            _stop(server)
+                stop_process(client)
+            stop_process(server)
         result = parse_worker_output(0, report, "")
     requests = result["requests"]
     return {

@@ -30,14 +30,13 @@ import json
 import os
 import re
 import resource
-import selectors
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
-from typing import IO, Any
+from typing import Any
 
 from _common import (
     Metric,
@@ -47,7 +46,10 @@ from _common import (
     Target,
     collect,
     process_cpu_seconds,
+    read_line,
     script_main,
+    stderr_tail,
+    stop_process,
     worker_entry,
 )
 
@@ -224,27 +226,6 @@ WORKERS = {
 # ------------------------------------------------------------------ server processes
 
 
-def read_line(stream: IO[str], timeout: float, what: str) -> str:
-    """One line from a child's pipe, or TimeoutError / RuntimeError."""
-    sel = selectors.DefaultSelector()
-    sel.register(stream, selectors.EVENT_READ)
-    try:
-        if not sel.select(timeout):
-            raise TimeoutError(f"no {what} within {timeout:.0f} s")
-    finally:
-        sel.close()
-    line = stream.readline()
-    if not line:
-        raise RuntimeError(f"{what}: process exited early")
-    return line
-
-
-def stderr_tail(log: IO[str]) -> str:
-    log.seek(0)
-    lines = log.read().strip().splitlines()
-    return lines[-1] if lines else "(no stderr)"
-
-
 class ServerProcess:
     """A server worker of this script in its own process: ``with ServerProcess(...) as s``."""
 
@@ -305,13 +286,7 @@ class ServerProcess:
             raise RuntimeError(f"server exited ({self.proc.returncode}): {stderr_tail(self.log)}")
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         self.log.close()

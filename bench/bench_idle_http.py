@@ -31,16 +31,19 @@ import tempfile
 import time
 from typing import Any
 
-from _common import Metric, Numbers, Options, Table, Target, collect, scaled, script_main
-from bench_http import (
-    CONNECTIONS,
-    HTTP_BASELINE,
-    ServerProcess,
-    raise_fd_limit,
+from _common import (
+    Metric,
+    Numbers,
+    Options,
+    Table,
+    Target,
+    collect,
     read_line,
-    run_wrk,
+    scaled,
+    script_main,
     stderr_tail,
 )
+from bench_http import CONNECTIONS, HTTP_BASELINE, ServerProcess, raise_fd_limit, run_wrk
 
 NAME = "http-idle"
 IDLE_IMPLS = ("greenwire", "gevent-nodelay", "eventlet")

@@ -454,36 +454,17 @@ def parse_args(argv: list[str] | None) -> tuple[Options, str | None]:
         default=d.concurrency,
         help="concurrent clients per measurement (default: 1,10,100,1000)",
     )
-    parser.add_argument(
-        "--duration",
-        type=_positive(float),
-        default=d.duration,
-        help=f"measured seconds per measurement (default {d.duration:g})",
-    )
-    parser.add_argument(
-        "--warmup",
-        type=float,
-        default=d.warmup,
-        help=f"unmeasured seconds before each (default {d.warmup:g})",
-    )
-    parser.add_argument(
-        "--size",
-        type=_positive(int),
-        default=d.size,
-        help=f"n in gen(n) and fetch(n) (default {d.size})",
-    )
-    parser.add_argument(
-        "--backend-delay-ms",
-        type=float,
-        default=d.backend_delay_ms,
-        help=f"the backend's answer delay (default {d.backend_delay_ms:g})",
-    )
-    parser.add_argument(
-        "--client-procs",
-        type=_positive(int),
-        default=d.client_procs,
-        help=f"client processes sharing the callers (default {d.client_procs})",
-    )
+    for flag, kind, text in (
+        ("--duration", _positive(float), "measured seconds per measurement"),
+        ("--warmup", float, "unmeasured seconds before each"),
+        ("--size", _positive(int), "n in gen(n) and fetch(n)"),
+        ("--backend-delay-ms", float, "the backend's answer delay"),
+        ("--client-procs", _positive(int), "client processes sharing the callers"),
+        ("--call-timeout", _positive(float), "client socket timeout, s"),
+        ("--backlog", _positive(int), "listen backlog of every server"),
+    ):
+        default = getattr(d, flag.removeprefix("--").replace("-", "_"))
+        parser.add_argument(flag, type=kind, default=default, help=f"{text} (default {default:g})")
     parser.add_argument(
         "--client-mode",
         choices=CLIENT_MODES,
@@ -496,18 +477,6 @@ def parse_args(argv: list[str] | None) -> tuple[Options, str | None]:
         default=d.client_kind,
         help="raw: ServerProxy's request bytes and an exact answer check, cheap; proxy: the"
         " article's xmlrpc.client.ServerProxy (default raw)",
-    )
-    parser.add_argument(
-        "--call-timeout",
-        type=_positive(float),
-        default=d.call_timeout,
-        help=f"client socket timeout, s (default {d.call_timeout:g})",
-    )
-    parser.add_argument(
-        "--backlog",
-        type=_positive(int),
-        default=d.backlog,
-        help=f"listen backlog of every server (default {d.backlog})",
     )
     parser.add_argument("--out", default=d.out, help=f"results directory (default {d.out})")
     parser.add_argument(
