@@ -212,6 +212,28 @@ def test_threadsafe_callback_wakes_a_blocked_hub(fresh_hub: Hub) -> None:
     assert got == [t.ident]
 
 
+def test_signal_callback_writes_the_wakeup_fd_even_from_the_hubs_thread(fresh_hub: Hub) -> None:
+    got: list[str] = []
+    fresh_hub.run_callback_from_signal(got.append, "ran")
+    # Unlike run_callback_threadsafe from this thread, the wake-up fd is written: a
+    # signal handler may have interrupted the hub's own poll.
+    assert os.read(fresh_hub._wake_r, 8)
+    greenwire.sleep(0)
+    assert got == ["ran"]
+
+
+def test_signal_callback_does_not_wait_for_an_interrupted_wake_lock_holder(
+    fresh_hub: Hub,
+) -> None:
+    got: list[str] = []
+    with fresh_hub._wake_lock:  # as if the handler interrupted a thread holding it
+        fresh_hub.run_callback_from_signal(got.append, "ran")
+    with pytest.raises(BlockingIOError):
+        os.read(fresh_hub._wake_r, 8)  # the holder is the one waking the hub
+    greenwire.sleep(0)
+    assert got == ["ran"]
+
+
 def test_statistics_and_repr(fresh_hub: Hub, vclock: VirtualClock) -> None:
     fresh_hub.call_later(5, lambda: None)
     fresh_hub.run_callback(lambda: None)

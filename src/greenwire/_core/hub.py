@@ -126,15 +126,7 @@ class Hub(FdWaits, RawGreenlet):
         destroying it).
         """
         self._callbacks.append((callback, args))
-        if self._wake_lock.acquire(False):
-            try:
-                if not self._destroyed:
-                    try:
-                        _originals.os_write(self._wake_w, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-                    except OSError:
-                        pass  # already signalled: the counter or pipe is full
-            finally:
-                self._wake_lock.release()
+        self._wakeup(False)
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
         """Run ``callback(*args)`` in the hub after ``delay`` seconds of the hub's clock."""
@@ -356,16 +348,19 @@ class Hub(FdWaits, RawGreenlet):
         os.set_blocking(w, False)
         return r, w
 
-    def _wakeup(self) -> None:
+    def _wakeup(self, wait_for_lock: bool = True) -> None:
         # The lock keeps destroy() from closing the fd (and the number from being reused
-        # by an unrelated file) between the check and the write.
-        with self._wake_lock:
-            if self._destroyed:
-                return
-            try:
+        # by an unrelated file) between the check and the write. A signal handler only
+        # tries it (``wait_for_lock=False``): it may have interrupted the holder.
+        if not self._wake_lock.acquire(wait_for_lock):
+            return
+        try:
+            if not self._destroyed:
                 _originals.os_write(self._wake_w, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-            except (BlockingIOError, OSError):
-                pass  # already signalled: the counter or pipe is full
+        except OSError:
+            pass  # already signalled: the counter or pipe is full
+        finally:
+            self._wake_lock.release()
 
     def _drain_wakeup(self) -> None:
         try:
@@ -446,6 +441,7 @@ _tls = _originals.thread_local()
 
 
 def _get_hub_or_none() -> Hub | None:
+    """The calling thread's hub if it has one; unlike ``get_hub()``, never makes one."""
     return getattr(_tls, "hub", None)
 
 

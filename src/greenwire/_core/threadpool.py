@@ -505,9 +505,9 @@ def worker_threads_alive() -> int:
     return _workers_alive
 
 
-def existing_hub() -> Hub | None:
-    """The calling thread's hub if it has one; unlike ``get_hub()``, never makes one."""
-    return _get_hub_or_none()
+# The calling thread's hub if it has one; unlike ``get_hub()``, never makes one. Exported
+# under this name for the layers above, without a wrapper frame on their wait paths.
+existing_hub = _get_hub_or_none
 
 
 if hasattr(os, "register_at_fork"):
