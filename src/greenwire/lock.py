@@ -344,6 +344,23 @@ class Lock(_HandoffLock):
         """Old alias of :meth:`locked`."""
         return not self._free
 
+    # ``threading.Condition`` looks these three up on its lock and, when they are missing,
+    # falls back to its own versions, which do exactly this. Having them spares every
+    # ``Condition(Lock())`` (one per ``Event``, so one per ``Thread``) three
+    # ``AttributeError`` raised and caught.
+
+    def _is_owned(self) -> bool:
+        """Locked, by anybody: what ``Condition`` assumes of a plain lock."""
+        return not self._free
+
+    def _release_save(self) -> None:
+        """``Condition.wait``'s release."""
+        self.release()
+
+    def _acquire_restore(self, state: None) -> None:
+        """``Condition.wait``'s re-acquire."""
+        self.acquire()
+
     def _at_fork_reinit(self) -> None:
         self._reset()
 

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading as _stdlib_threading
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -131,15 +132,9 @@ allocate_lock = Lock.allocate_lock if sys.version_info < (3, 13) else Lock
 allocate = allocate_lock
 _local = local
 
-# Green threads alive (started and not finished), in every OS thread; guarded by its lock.
-_green_count = 0
-_green_count_lock = _real_thread.allocate_lock()
-
-
-def _count_green(delta: int) -> None:
-    global _green_count
-    with _green_count_lock:
-        _green_count += delta
+# One token per green thread alive (started and not finished), in every OS thread:
+# ``list.append`` and ``list.pop`` are atomic, so counting needs no lock.
+_green_alive: list[None] = []
 
 
 # Greenlets running a Python signal handler on the main thread's behalf (see
@@ -172,7 +167,7 @@ def _as_main_thread() -> Iterator[None]:
 
 def _count() -> int:
     """The threads started through ``_thread`` still alive, green or real (not pool workers)."""
-    return _real_count() - worker_threads_alive() + _green_count
+    return _real_count() - worker_threads_alive() + len(_green_alive)
 
 
 class _Sentinel(Lock):
@@ -264,7 +259,7 @@ class _GreenThread(Greenlet[None]):
         if self._has_ended:
             return
         self._has_ended = True
-        _count_green(-1)
+        _green_alive.pop()
         sentinel = self._sentinel
         if sentinel is not None:
             self._sentinel = None
@@ -275,15 +270,17 @@ class _GreenThread(Greenlet[None]):
             handle._set_done()
 
 
+# What ``threading.Thread.start()`` passes to start_new_thread: its ``_bootstrap`` method.
+_THREAD_BOOTSTRAP = getattr(_stdlib_threading.Thread, "_bootstrap", None)
+
+
 def _started_by_threading(function: Callable[..., object]) -> bool:
-    """True if ``function`` is the bootstrap of a ``threading.Thread`` (its ``start()``)."""
-    owner = getattr(function, "__self__", None)
-    threading_module = sys.modules.get("threading")
-    return (
-        threading_module is not None
-        and isinstance(owner, threading_module.Thread)
-        and getattr(function, "__name__", None) == "_bootstrap"
-    )
+    """True if ``function`` is the bootstrap of a ``threading.Thread`` (its ``start()``).
+
+    A subclass that overrides ``_bootstrap`` is not recognised, and its thread is merely
+    scheduled instead of switched to: slower, never wrong.
+    """
+    return getattr(function, "__func__", None) is _THREAD_BOOTSTRAP
 
 
 def _spawn(
@@ -294,7 +291,7 @@ def _spawn(
 ) -> _GreenThread:
     """Make the green thread and start it (at once if ``Thread.start`` is the caller)."""
     g = _GreenThread(function, args, kwargs, handle)
-    _count_green(1)
+    _green_alive.append(None)
     if handle is not None:
         handle._ident = id(g)
         handle._state = _RUNNING

@@ -9,13 +9,17 @@ before patching (its copies are replaced) or after (it copies the green names).
 
 Everything else in ``threading`` is kept, unchanged and exact: ``Thread`` (``start``,
 ``join(timeout)``, ``is_alive``, daemon flags, names, ``excepthook``), ``Condition``,
-``Event``, ``Semaphore``, ``BoundedSemaphore``, ``Barrier`` and ``Timer`` are built on the
-green locks and so wait cooperatively; ``current_thread()``, ``enumerate()``,
+``Semaphore``, ``BoundedSemaphore``, ``Barrier`` and ``Timer`` are built on the green locks
+and so wait cooperatively; ``current_thread()``, ``enumerate()``,
 ``active_count()`` and ``main_thread()`` read the registry that green threads enter under
 their :func:`get_ident`; ``threading._shutdown`` joins the non-daemon green threads at
 interpreter exit through their sentinels (3.13: their handles).
 
-One class is replaced: ``_DummyThread``, the stand-in ``current_thread()`` makes for a
+``Event`` is replaced by an equivalent that needs no ``Condition`` (see
+:mod:`greenwire.green._thread_event`): every ``Thread`` makes one, and the stdlib's costs a
+lock, a condition and three trips through the lock for each start.
+
+One more class is replaced: ``_DummyThread``, the stand-in ``current_thread()`` makes for a
 thread of control that ``threading`` did not start. Greenlets come and go by the thousand
 (every greenlet that logs gets one), so the green stand-in leaves ``threading``'s registry
 when its greenlet finishes or is collected, where the stdlib's (before 3.13) stays forever.
@@ -37,6 +41,7 @@ from greenlet import getcurrent
 from greenwire.green import _realthreads
 from greenwire.green import thread as _green_thread
 from greenwire.green._registry import original, record_original
+from greenwire.green._thread_event import Event
 from greenwire.greenlet import Greenlet
 from greenwire.local import local
 
@@ -97,7 +102,7 @@ class _DummyThread(_RealDummyThread):  # type: ignore[misc]
 
 def _implemented() -> list[str]:
     real: Any = _stdlib_threading
-    names = ["get_ident", "_allocate_lock", "Lock", "_CRLock", "local", "_DummyThread"]
+    names = ["get_ident", "_allocate_lock", "Lock", "_CRLock", "local", "_DummyThread", "Event"]
     if hasattr(real, "_start_joinable_thread"):  # 3.13 and later
         names += [
             "_start_joinable_thread",
@@ -114,4 +119,4 @@ def _implemented() -> list[str]:
 
 __implements__ = _implemented()
 
-__all__ = ["Lock", "RLock", "get_ident", "local"]
+__all__ = ["Event", "Lock", "RLock", "get_ident", "local"]
