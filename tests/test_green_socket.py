@@ -1427,3 +1427,32 @@ def test_a_closed_socket_never_reads_through_its_old_fd_number(
             client.recv(100)
         assert exc.value.errno == errno.EBADF
         assert a.recv(100) == b"not yours"
+
+
+def test_a_keyboard_interrupt_raised_in_the_finalizer_reaches_the_main_greenlet(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A Ctrl-C that arrives while a socket's finalizer runs raises there, where Python
+    # would print and drop it; the socket passes it on to the main greenlet instead.
+    a, b = gs.socketpair()
+    gw.spawn(b.sendall, b"x")
+    got = a.recv(1)  # it waited, so its hub knows it
+    b.close()
+    known = a._hub is not None
+    fd = a.fileno()
+    sockets = [a]
+    del a
+
+    def interrupted(self: gs.socket) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gs.socket, "_forget_fd", interrupted)
+    gw.spawn(sockets.clear)  # the finalizer runs there, in that greenlet
+    with pytest.raises(KeyboardInterrupt):
+        # The main greenlet parks, the drop runs (and queues the interrupt behind the
+        # main greenlet's own wake-up), and the next park gets the interrupt.
+        gw.sleep(0)
+        gw.sleep(0)
+    assert got == b"x" and known
+    with pytest.raises(OSError):
+        os.fstat(fd)  # closed all the same

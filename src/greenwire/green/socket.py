@@ -68,6 +68,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, SupportsIndex
 
 from greenwire._core import FdState, Hub, get_hub
+from greenwire._core.threadpool import existing_hub
 from greenwire.green import dns as _dns
 from greenwire.green._registry import original
 
@@ -644,11 +645,20 @@ class socket(_BaseSocket):
 
     def __del__(self) -> None:
         try:
-            if self._hub is not None:
-                self._forget_fd()
-        except Exception:  # half-built, or the interpreter is shutting down
-            pass
-        _c_finalize(self)
+            try:
+                if self._hub is not None:
+                    self._forget_fd()
+            except Exception:  # half-built, or the interpreter is shutting down
+                pass
+            _c_finalize(self)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            # A signal handler raised it here only because the signal came while this
+            # finalizer ran, where Python would print it and drop it: finish closing,
+            # then raise it in the thread's main greenlet as soon as the hub runs.
+            _c_finalize(self)
+            hub = existing_hub()
+            if hub is not None and hub.parent is not None and not hub.parent.dead:
+                hub._callbacks.append((hub.parent.throw, (exc,)))
 
     # ------------------------------------------------------------ sendfile
 
