@@ -379,3 +379,67 @@ def test_raw_caller_checks_the_exact_answer_and_reports_faults() -> None:
         assert fault is not None and fault[0] == "Fault" and "nope" in fault[1]
     finally:
         server.stop()
+
+
+def test_rounds_combine_into_medians_sums_and_a_record_of_each_round() -> None:
+    rounds = [
+        _row("greenwire", 100, 2000.0, 60.0, calls=6000, error_kinds={}, error_samples=[]),
+        _row(
+            "greenwire",
+            100,
+            2600.0,
+            50.0,
+            calls=7800,
+            error_kinds={"X": 1},
+            errors=1,
+            error_samples=["x"],
+        ),
+        _row(
+            "greenwire",
+            100,
+            2400.0,
+            70.0,
+            calls=7200,
+            error_kinds={"X": 2},
+            errors=2,
+            error_samples=["y"],
+            server_cpu_us_per_call=400.0,
+        ),
+    ]
+    row = xmlrpc_experiment.combine_rounds(rounds)
+    assert row["calls_per_s"] == 2400.0 and row["p99_ms"] == 60.0 and row["p50_ms"] == 30.0
+    assert row["server_cpu_us_per_call"] == 300.0
+    assert row["calls"] == 21000 and row["errors"] == 3 and row["error_kinds"] == {"X": 3}
+    assert [r["calls_per_s"] for r in row["rounds"]] == [2000.0, 2600.0, 2400.0]
+    assert xmlrpc_experiment.combine_rounds(rounds[:1]) is rounds[0]
+    failed = {**rounds[1], "status": _report.FAILED, "detail": "server exited"}
+    combined = xmlrpc_experiment.combine_rounds([rounds[0], failed])
+    assert combined["status"] == _report.FAILED and len(combined["rounds"]) == 2
+
+
+def test_only_the_compared_pair_is_repeated_and_only_from_100_clients() -> None:
+    opts = xmlrpc_experiment.Options(rounds=3)
+    servers = list(SERVERS)
+    assert xmlrpc_experiment._repeated(servers, 10) == []
+    assert xmlrpc_experiment._rounds(opts, 10) == 1
+    assert xmlrpc_experiment._repeated(servers, 100) == ["greenwire", "gevent"]
+    assert xmlrpc_experiment._rounds(opts, 1000) == 3
+
+
+def test_targets_show_the_per_round_ratios() -> None:
+    def rounds(*calls: float) -> list[dict[str, Any]]:
+        return [
+            {"status": _report.OK, "calls_per_s": c, "server_cpu_us_per_call": 1e6 / c}
+            for c in calls
+        ]
+
+    rows = [
+        _row("greenwire", level, 2400.0, 50.0, rounds=rounds(2200.0, 2400.0, 2600.0))
+        for level in (100, 1000)
+    ] + [
+        _row("gevent", level, 2000.0, 60.0, rounds=rounds(2000.0, 2000.0, 2000.0))
+        for level in (100, 1000)
+    ]
+    text = _report.render_targets(_result(rows))
+    assert "1.20x; p99 50.0 vs 60.0 ms" in text
+    assert "medians of 3 rounds, per round 1.10x, 1.20x, 1.30x" in text

@@ -29,6 +29,7 @@ import importlib.util
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 import xmlrpc.client
@@ -58,13 +59,36 @@ CLIENT_KINDS = ("raw", "proxy")
 DEFAULT_OUT = os.path.join("bench", "results", "xmlrpc")
 #: Per-call cost of starting the client processes and collecting their results (s).
 _CELL_OVERHEAD = 0.8
+#: The servers the target compares. From ``REPEAT_FROM`` clients on, their measurements are
+#: repeated ``--rounds`` times, interleaved (greenwire, gevent, greenwire, gevent...), and
+#: each figure reported is the median over the rounds: on a shared machine one server's
+#: CPU per call moves by a third from one minute to the next, more than the gap measured.
+REPEATED = ("greenwire", "gevent")
+REPEAT_FROM = 100
+#: Figures of a repeated measurement reported as the median of its rounds.
+_MEDIAN_KEYS = (
+    "calls_per_s",
+    "p50_ms",
+    "p99_ms",
+    "max_ms",
+    "server_cpu_us_per_call",
+    "server_cpu_percent",
+    "server_wait_percent",
+    "client_cpu_us_per_call",
+    "client_cpu_percent",
+    "backend_cpu_us_per_call",
+    "server_threads",
+    "server_rss_mib",
+)
+#: Per-round figures kept in a repeated row, for the record and the per-round ratios.
+_ROUND_KEYS = ("calls_per_s", "p50_ms", "p99_ms", "server_cpu_us_per_call", "errors")
 
 Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
 class Options:
-    """What to run; the defaults take about 3-4 minutes on 2 cores."""
+    """What to run; the defaults take about 5 minutes on 2 cores."""
 
     servers: tuple[str, ...] = SERVERS
     regimes: tuple[str, ...] = REGIMES
@@ -78,6 +102,7 @@ class Options:
     client_kind: str = "raw"
     call_timeout: float = 10.0
     backlog: int = 10000
+    rounds: int = 3
     out: str = DEFAULT_OUT
     chart: bool = True
     pin: bool = True
@@ -283,7 +308,10 @@ def run(opts: Options, progress: Progress = print) -> dict[str, Any]:
     )
     rows: list[dict[str, Any]] = result["rows"]
     runnable = [s for s in opts.servers if _installed(s) is None]
-    total = len(runnable) * len(opts.regimes) * len(opts.concurrency)
+    total = len(opts.regimes) * sum(
+        len(runnable) + (_rounds(opts, level) - 1) * len(_repeated(runnable, level))
+        for level in opts.concurrency
+    )
     per_level = opts.warmup + opts.duration + _CELL_OVERHEAD
     progress(
         f"XML-RPC experiment: {len(runnable)} servers x {len(opts.regimes)} regimes x"
@@ -373,21 +401,31 @@ def _run_regime(
                 broken[server] = f"check before the load failed: {check}"
                 broken[server] += f" (server stderr: {tail})" if tail else ""
         for level in opts.concurrency:
-            for server in servers:
-                index += 1
-                row: dict[str, Any] = {"server": server, "regime": regime, "concurrency": level}
-                if server in broken:
-                    row.update(status=_report.FAILED, detail=broken[server])
-                else:
-                    child, port = started[server]
-                    try:
-                        row.update(run_level(opts, child, port, regime, level, backend, placement))
-                    except (ChildError, OSError, ValueError) as exc:
-                        row.update(status=_report.FAILED, detail=str(exc))
-                    if not child.alive():
-                        broken[server] = f"server exited: {child.stderr_tail()}"
-                result["rows"].append(row)
-                progress(_progress_line(index, total, row))
+            repeated = _repeated(servers, level)
+            measured: dict[str, list[dict[str, Any]]] = {server: [] for server in servers}
+            for round_number in range(_rounds(opts, level)):
+                for server in servers if round_number == 0 else repeated:
+                    index += 1
+                    row: dict[str, Any] = {
+                        "server": server,
+                        "regime": regime,
+                        "concurrency": level,
+                    }
+                    if server in broken:
+                        row.update(status=_report.FAILED, detail=broken[server])
+                    else:
+                        child, port = started[server]
+                        try:
+                            row.update(
+                                run_level(opts, child, port, regime, level, backend, placement)
+                            )
+                        except (ChildError, OSError, ValueError) as exc:
+                            row.update(status=_report.FAILED, detail=str(exc))
+                        if not child.alive():
+                            broken[server] = f"server exited: {child.stderr_tail()}"
+                    measured[server].append(row)
+                    progress(_progress_line(index, total, row))
+            result["rows"] += [combine_rounds(measured[server]) for server in servers]
         for check in result["checks"]:
             if check["regime"] == regime and check["server"] in started:
                 child, port = started[check["server"]]
@@ -399,6 +437,47 @@ def _run_regime(
         for child, _ in started.values():
             child.stop()
     return index
+
+
+def _rounds(opts: Options, level: int) -> int:
+    """How many times the repeated servers are measured at ``level`` clients."""
+    return max(1, opts.rounds) if level >= REPEAT_FROM else 1
+
+
+def _repeated(servers: list[str], level: int) -> list[str]:
+    """The servers measured in several rounds at ``level`` clients."""
+    return [server for server in servers if server in REPEATED] if level >= REPEAT_FROM else []
+
+
+def combine_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row for a measurement made in several rounds: each figure's median.
+
+    Counts (calls, errors, unfinished calls) are summed over the rounds; the rounds'
+    own figures are kept under ``"rounds"``. A round that failed makes the row failed.
+    """
+    if len(rounds) == 1:
+        return rounds[0]
+    failed = [row for row in rounds if row["status"] != _report.OK]
+    if failed:
+        return {**failed[0], "rounds": [_round_figures(row) for row in rounds]}
+    row = dict(rounds[-1])
+    for key in _MEDIAN_KEYS:
+        values = [r[key] for r in rounds if r.get(key) is not None]
+        row[key] = statistics.median(values) if values else None
+    for key in ("calls", "errors", "unfinished"):
+        row[key] = sum(r[key] for r in rounds)
+    kinds: dict[str, int] = {}
+    for r in rounds:
+        for kind, count in r["error_kinds"].items():
+            kinds[kind] = kinds.get(kind, 0) + count
+    row["error_kinds"] = kinds
+    row["error_samples"] = [s for r in rounds for s in r["error_samples"]][:5]
+    row["rounds"] = [_round_figures(r) for r in rounds]
+    return row
+
+
+def _round_figures(row: dict[str, Any]) -> dict[str, Any]:
+    return {key: row.get(key) for key in ("status", *_ROUND_KEYS)}
 
 
 def _csv(kind: Callable[[str], Any], choices: tuple[str, ...] | None = None) -> Any:
@@ -462,6 +541,12 @@ def parse_args(argv: list[str] | None) -> tuple[Options, str | None]:
         ("--client-procs", _positive(int), "client processes sharing the callers"),
         ("--call-timeout", _positive(float), "client socket timeout, s"),
         ("--backlog", _positive(int), "listen backlog of every server"),
+        (
+            "--rounds",
+            _positive(int),
+            f"measurements of {' and '.join(REPEATED)} from {REPEAT_FROM} clients on,"
+            " interleaved; the medians are reported",
+        ),
     ):
         default = getattr(d, flag.removeprefix("--").replace("-", "_"))
         parser.add_argument(flag, type=kind, default=default, help=f"{text} (default {default:g})")
