@@ -62,6 +62,7 @@ from typing import Any
 from greenlet import GreenletExit, getcurrent
 from greenlet import greenlet as RawGreenlet
 
+from greenwire._core import Hub, get_hub
 from greenwire._core.threadpool import worker_threads_alive
 from greenwire.green._registry import original
 from greenwire.greenlet import Greenlet
@@ -218,11 +219,38 @@ def _report_unraisable(exc: BaseException, function: object) -> None:
     stderr.flush()
 
 
+#: Ended green threads whose greenlets each hub keeps to run the next ones.
+IDLE_GREENLETS_KEPT = 64
+
+
 class _GreenThread(Greenlet[None]):
-    """The greenlet behind one green thread: runs the function, then lets joiners go."""
+    """The greenlet behind green threads: runs one, then may wait to run the next.
+
+    Why greenlets are reused
+    ------------------------
+    A new greenlet costs more than its object: its first Python frame maps a fresh 16 KiB
+    chunk for the interpreter's frame stack (``mmap``, then a page fault) and its end
+    unmaps it again. A ``ThreadingMixIn`` server starts a thread per request, so that is
+    two system calls and a fault per request. Instead, a thread that returned normally
+    leaves its greenlet parked in its hub's idle list (up to :data:`IDLE_GREENLETS_KEPT`),
+    and the next thread started in that hub runs on it. What would give the old thread
+    away is reset first: the context variables (a new thread starts with an empty
+    context); and a greenlet somebody linked to (``rawlink``/``link``, as greenlet-local
+    storage does) is never reused, it finishes as any Greenlet does so that those
+    callbacks run. A thread that raised or was killed is not reused either.
+
+    While parked the greenlet looks finished (``ready()``; ``join`` returns, ``kill`` does
+    nothing), a stray wake-up sends it back to sleep, a stray exception is reported, and
+    it exits when its hub is destroyed. Thread idents (``id()`` of the greenlet) repeat,
+    as the ids of OS threads do: never between two threads alive at the same time.
+    """
 
     _sentinel: _Sentinel | None = None
     _has_ended = False
+    _function: Callable[..., object] | None = None
+    _handle: _ThreadHandle | None = None
+    _args: tuple[Any, ...] = ()
+    _kwargs: dict[str, Any] = {}  # shared default: never mutated, only replaced
 
     def __init__(
         self,
@@ -231,23 +259,78 @@ class _GreenThread(Greenlet[None]):
         kwargs: dict[str, Any],
         handle: _ThreadHandle | None,
     ) -> None:
-        Greenlet.__init__(self, None, *args, **kwargs)
-        self._function: Callable[..., object] | None = function
-        self._handle = handle
+        Greenlet.__init__(self)
+        self._assign(function, args, kwargs, handle)
 
-    def _run(self, *args: Any, **kwargs: Any) -> None:
+    def _assign(
+        self,
+        function: Callable[..., object],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        handle: _ThreadHandle | None,
+    ) -> None:
+        self._function = function
+        if args:
+            self._args = args
+        if kwargs:
+            self._kwargs = kwargs
+        if handle is not None:
+            self._handle = handle
+        self._done = False
+
+    def run(self) -> None:
+        if self._done:  # killed before it started
+            return
+        while self._run_thread() and not self._links and self._handle is None:
+            if not self._park():
+                return
+        self._done = True
+        if self._links:
+            self._hub._callbacks.append((self._notify_links, ()))
+
+    def _run_thread(self) -> bool:
+        """Run the thread's function; True if it returned (or raised SystemExit)."""
         function = self._function
         assert function is not None
+        args, kwargs = self._args, self._kwargs
+        returned = False
         try:
             function(*args, **kwargs)
-        except (SystemExit, GreenletExit):
-            pass  # a thread's quiet ways out
+            returned = True
+        except SystemExit:
+            returned = True  # a thread's quiet way out
+        except GreenletExit:
+            pass  # killed: quiet too, but not reused
         except BaseException as exc:  # reported as CPython does
             _report_unraisable(exc, function)
         finally:
             self._function = None
+            if args:
+                del self._args
+            if kwargs:
+                del self._kwargs
             del function, args, kwargs
             self._ended()
+        return returned
+
+    def _park(self) -> bool:
+        """Wait in the hub's idle list for the next thread; False if not kept, or killed."""
+        hub = self._hub
+        idle = _idle_greenlets(hub)
+        if idle is None or len(idle) >= IDLE_GREENLETS_KEPT:
+            return False
+        self._has_ended = False
+        self.gr_context = None  # the next thread starts with an empty context
+        self._done = True  # looks finished while parked
+        idle.append(self)
+        while self._function is None:
+            try:
+                hub.switch()
+            except GreenletExit:
+                return False
+            except BaseException as exc:  # thrown by something of the thread that ended
+                hub.handle_error(self, exc)
+        return True
 
     def _finish(self, value: Any, exception: BaseException | None) -> None:
         # Reached without _run when the greenlet is killed before it ever ran.
@@ -270,6 +353,25 @@ class _GreenThread(Greenlet[None]):
             handle._set_done()
 
 
+def _idle_greenlets(hub: Hub) -> list[_GreenThread] | None:
+    """The hub's parked thread greenlets (made on first use); None once it is destroyed."""
+    idle: list[_GreenThread] | None = hub.__dict__.get("_idle_green_threads")
+    if idle is None and not hub.destroyed:
+        idle = hub.__dict__["_idle_green_threads"] = []
+        hub.add_destroy_hook(_drop_idle_greenlets)
+    return idle
+
+
+def _drop_idle_greenlets(hub: Hub) -> None:
+    """End the parked greenlets of a hub being destroyed."""
+    idle: list[_GreenThread] = hub.__dict__.pop("_idle_green_threads", [])
+    me = getcurrent()
+    for g in idle:
+        if not g.dead:
+            g.parent = me  # the hub is gone: come back here
+            g.throw(GreenletExit)
+
+
 # What ``threading.Thread.start()`` passes to start_new_thread: its ``_bootstrap`` method.
 _THREAD_BOOTSTRAP = getattr(_stdlib_threading.Thread, "_bootstrap", None)
 
@@ -289,14 +391,23 @@ def _spawn(
     kwargs: dict[str, Any],
     handle: _ThreadHandle | None,
 ) -> _GreenThread:
-    """Make the green thread and start it (at once if ``Thread.start`` is the caller)."""
-    g = _GreenThread(function, args, kwargs, handle)
+    """Start the green thread (at once if ``Thread.start`` is the caller).
+
+    It runs on a parked greenlet of the hub's if there is one, else on a new greenlet.
+    """
+    hub = get_hub()
+    idle: list[_GreenThread] | None = hub.__dict__.get("_idle_green_threads")
+    reused = bool(idle)
+    if idle:
+        g = idle.pop()
+        g._assign(function, args, kwargs, handle)
+    else:
+        g = _GreenThread(function, args, kwargs, handle)
     _green_alive.append(None)
     if handle is not None:
         handle._ident = id(g)
         handle._state = _RUNNING
     me = getcurrent()
-    hub = g._hub
     # A greenlet is true while it runs. A hub not started yet would start with the
     # thread's result as its argument when the thread ends: schedule the thread instead.
     if hub and me is not hub and _started_by_threading(function):
@@ -310,6 +421,8 @@ def _spawn(
         g._started = True
         hub._callbacks.append((me.switch, ()))
         g.switch()
+    elif reused:
+        hub._callbacks.append((g.switch, ()))
     else:
         g.start()
     return g
