@@ -15,6 +15,7 @@ from _green_wait_helpers import FloatSub, Index, later, no_fds_left
 from greenwire import Timeout
 from greenwire._core import Hub, VirtualClock
 from greenwire.green import select as green_select
+from greenwire.green import socket as green_socket
 
 Pair = tuple[socket.socket, socket.socket]
 
@@ -285,6 +286,32 @@ def test_a_loop_over_a_ready_fd_lets_the_others_run(pair: Pair) -> None:
         assert call() in (([], [b], []), [(b.fileno(), stdlib_select.POLLOUT)])
         assert turns == [1]
         other.get()
+
+
+def test_a_ready_call_lets_ready_io_run_first(pair: Pair) -> None:
+    # serve_forever's loop: after each request it polls the listening socket, and under
+    # load it is ready at once. The turn it then takes must include the greenlets whose
+    # I/O became ready meanwhile, not only the queued ones (see _waiting).
+    a, b = pair
+    pollster = green_select.poll()
+    pollster.register(b, stdlib_select.POLLOUT)
+    calls: list[Callable[[], object]] = [
+        lambda: green_select.select([], [b], [], 10),
+        lambda: pollster.poll(10_000),
+    ]
+    for call in calls:
+        c, d = green_socket.socketpair()
+        try:
+            reader = greenwire.spawn(d.recv, 10)
+            greenwire.sleep(0)  # parks on d
+            c.send(b"x")
+            assert call() in (([], [b], []), [(b.fileno(), stdlib_select.POLLOUT)])
+            assert reader.ready()
+            assert reader.get() == b"x"
+        finally:
+            reader.kill()
+            c.close()
+            d.close()
 
 
 def test_a_zero_timeout_looks_without_yielding(pair: Pair) -> None:

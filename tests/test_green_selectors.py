@@ -14,6 +14,7 @@ from _green_wait_helpers import later, no_fds_left
 from greenwire import Timeout
 from greenwire._core import Hub, VirtualClock
 from greenwire.green import selectors as green_selectors
+from greenwire.green import socket as green_socket
 
 Pair = tuple[socket.socket, socket.socket]
 READ, WRITE = stdlib_selectors.EVENT_READ, stdlib_selectors.EVENT_WRITE
@@ -86,6 +87,27 @@ def test_a_loop_over_a_ready_fd_lets_the_others_run(
     assert selector.select(0) == [(key, WRITE)]  # only a look: no turn
     assert turns == []
     other.get()
+
+
+def test_a_ready_select_lets_ready_io_run_first(
+    selector: stdlib_selectors.BaseSelector, pair: Pair
+) -> None:
+    # serve_forever's loop: the listening socket is ready at once under load; the turn
+    # the select takes must include the greenlets whose I/O became ready meanwhile.
+    a, b = pair
+    key = selector.register(b, WRITE)
+    c, d = green_socket.socketpair()
+    try:
+        reader = greenwire.spawn(d.recv, 10)
+        greenwire.sleep(0)  # parks on d
+        c.send(b"x")
+        assert selector.select(10) == [(key, WRITE)]
+        assert reader.ready()
+        assert reader.get() == b"x"
+    finally:
+        reader.kill()
+        c.close()
+        d.close()
 
 
 def test_select_waits_cooperatively(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import threading
 
 import pytest
@@ -88,8 +89,9 @@ def test_cannot_block_inside_the_hub(fresh_hub: Hub, hub_errors: list) -> None:
     fresh_hub.run_callback(greenwire.sleep, 0)
     fresh_hub.run_callback(fresh_hub.park)
     fresh_hub.run_callback(fresh_hub.wait_idle)
+    fresh_hub.run_callback(fresh_hub.park_one_turn)
     greenwire.sleep(0)
-    assert [type(e) for _, e in hub_errors] == [HubBlockingError] * 3
+    assert [type(e) for _, e in hub_errors] == [HubBlockingError] * 4
     assert "inside the hub" in str(hub_errors[0][1])
 
 
@@ -180,6 +182,40 @@ def test_idle_runs_after_busy_greenlets(fresh_hub: Hub) -> None:
     gs = [greenwire.spawn(idler), greenwire.spawn(busy)]
     greenwire.joinall(gs)
     assert order == ["busy0", "busy1", "busy2", "idle"]
+
+
+def test_one_turn_includes_the_io_that_became_ready(hub: Hub) -> None:
+    # A greenlet that yields while others keep the ready queue busy must not keep I/O
+    # unread: the greenlets whose fds are ready run before it goes on (a server's accept
+    # loop otherwise moves all its requests in lockstep; see Hub.park_one_turn).
+    order: list[str] = []
+    spins = [0]
+    a, b = socket.socketpair()
+    try:
+        a.setblocking(False)
+        b.setblocking(False)
+
+        def read() -> None:
+            hub.wait_readable(b)
+            order.append(f"read {b.recv(10)!r}")
+
+        def spin() -> None:
+            while spins[0] < 100:  # keeps a callback queued the whole time
+                spins[0] += 1
+                greenwire.sleep(0)
+
+        reader = greenwire.spawn(read)
+        greenwire.sleep(0)  # the reader parks on b
+        spinner = greenwire.spawn(spin)
+        a.send(b"x")
+        hub.park_one_turn()
+        order.append("resumed")
+        assert order == ["read b'x'", "resumed"]
+        assert spins[0] < 100  # the queue never ran dry: the turn polled anyway
+        greenwire.joinall([reader, spinner])
+    finally:
+        a.close()
+        b.close()
 
 
 def test_idle_waiter_killed(fresh_hub: Hub) -> None:

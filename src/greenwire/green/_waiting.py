@@ -24,6 +24,16 @@ with side effects see the same calls); as with threads, another greenlet may act
 fd before the caller does, which non-blocking code handles already. A call that finds
 nothing ready parks at once, as before, and a zero timeout only looks.
 
+The turn includes a non-blocking look at I/O by the hub (:meth:`Hub.park_one_turn`), not
+only the ready greenlets (``sleep(0)``). ``socketserver``'s ``serve_forever`` is such a
+loop: after each request it polls the listening socket, and under load the next
+connection is already there. Had the turn skipped I/O, a burst of connections would be
+accepted, and each handler run up to its first wait, before the hub saw any of their
+sockets become ready; their calls to a backend would go out together and come back
+together, and the server would idle while all of them wait, then serve them one after
+the other (measured with ten clients and handlers that call a 5 ms backend: the server
+half idle, each call about 5 ms slower than under threads).
+
 Timeout values
 --------------
 The stdlib converts timeouts with CPython's ``_PyTime`` rules: a ``float`` (not NaN, in
@@ -42,7 +52,6 @@ from greenlet import getcurrent
 from greenlet import greenlet as RawGreenlet
 
 from greenwire._core import FdObserver, Hub
-from greenwire.greenlet import sleep
 
 #: ``_PyTime_t`` counts nanoseconds in a signed 64-bit integer.
 NS_LIMIT = 2**63
@@ -108,9 +117,9 @@ def wait_any(hub: Hub, interests: Iterable[tuple[int, bool, bool]], deadline: fl
 
 
 def take_turn(hub: Hub) -> None:
-    """Let the other ready greenlets (and the hub's I/O polling) run before we go on.
+    """Let the other ready greenlets, and the greenlets whose I/O is ready, run first.
 
     Does nothing inside the hub itself (a callback cannot yield).
     """
     if getcurrent() is not hub:
-        sleep(0)
+        hub.park_one_turn()
