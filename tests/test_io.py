@@ -39,8 +39,7 @@ def test_edge_arriving_while_nobody_waits_is_not_lost(
     wait_writable(a)  # registers a with the backend
     b.send(b"x")
     # Let the hub poll once while nobody waits on a: the read edge is consumed here.
-    hub.run_callback(lambda: None)
-    greenwire.sleep(0.001)
+    hub.park_one_turn()
     # A level-triggered backend sees the data again; an edge-triggered one must have
     # remembered it. Either way the wait returns without the 5 s timeout firing.
     wait_readable(a, timeout=5)
@@ -66,9 +65,10 @@ def test_spurious_wakeups_are_harmless(hub: Hub, pair: tuple[socket.socket, ...]
     g = greenwire.spawn(reader)
     greenwire.sleep(0)
     b.send(b"abc")
-    greenwire.sleep(0.001)
+    hub.park_one_turn()  # the reader takes "abc" and waits again
+    assert wakeups[0] == 1
     hub.run_callback(a_switch_spuriously, g)  # a stale wake-up: nothing to read
-    greenwire.sleep(0.001)
+    hub.park_one_turn()
     b.send(b"def")
     assert g.get() == b"abcdef"
     assert wakeups[0] >= 2
