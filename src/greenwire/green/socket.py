@@ -69,6 +69,7 @@ from typing import TYPE_CHECKING, Any, SupportsIndex
 
 from greenwire._core import FdState, Hub, get_hub
 from greenwire._core.threadpool import existing_hub
+from greenwire.green import _sendfile
 from greenwire.green import dns as _dns
 from greenwire.green._registry import original
 
@@ -143,9 +144,7 @@ _UNIX_RETRY_MAX = 0.1
 _NS_PER_SECOND = 1_000_000_000
 
 _GLOBAL_DEFAULT_TIMEOUT: object = original("socket", "_GLOBAL_DEFAULT_TIMEOUT")
-_GiveupOnSendfile: type[Exception] = original("socket", "_GiveupOnSendfile")
 _ExceptionGroup: Any = getattr(builtins, "ExceptionGroup", None)  # Python 3.11+
-_os_sendfile: Callable[[int, int, int, int], int] | None = original("os", "sendfile", None)
 
 
 def _reusable(items: Any) -> Any:
@@ -663,53 +662,8 @@ class socket(_BaseSocket):
     # ------------------------------------------------------------ sendfile
 
     def _sendfile_use_sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
-        """``os.sendfile`` with the hub's waits instead of the stdlib's blocking poll.
-
-        As in the stdlib, the timeout applies to each wait for writability.
-        """
-        if _os_sendfile is None:  # pragma: no cover - every Linux has it
-            raise _GiveupOnSendfile("os.sendfile() not available on this platform")
-        self._check_sendfile_params(file, offset, count)  # type: ignore[attr-defined]
-        sockno = self.fileno()
-        try:
-            fileno = file.fileno()
-        except (AttributeError, io.UnsupportedOperation) as err:
-            raise _GiveupOnSendfile(err) from None
-        try:
-            fsize = os.fstat(fileno).st_size
-        except OSError as err:
-            raise _GiveupOnSendfile(err) from None
-        if not fsize:
-            return 0
-        blocksize = min(count or fsize, 2**30)
-        timeout = self._timeout
-        if timeout == 0:
-            raise ValueError("non-blocking sockets are not supported")
-        hub, st = self._wait_state()
-        total_sent = 0
-        try:
-            while True:
-                if count:
-                    blocksize = count - total_sent
-                    if blocksize <= 0:
-                        break
-                try:
-                    sent = _os_sendfile(sockno, fileno, offset, blocksize)
-                except BlockingIOError:
-                    hub.wait_state_writable(st, timeout)
-                    continue
-                except OSError as err:
-                    if total_sent == 0:
-                        raise _GiveupOnSendfile(err) from None
-                    raise
-                if sent == 0:
-                    break
-                offset += sent
-                total_sent += sent
-            return total_sent
-        finally:
-            if total_sent > 0 and hasattr(file, "seek"):
-                file.seek(offset)
+        """``os.sendfile`` with the hub's waits (see :mod:`greenwire.green._sendfile`)."""
+        return _sendfile.use_sendfile(self, file, offset, count)
 
 
 SocketType = _socket.socket
