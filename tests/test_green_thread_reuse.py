@@ -138,3 +138,16 @@ def test_under_patch_threads_started_one_after_another_share_a_greenlet() -> Non
     # Five threads, each with its own name and Thread object, on fewer greenlets.
     count, greenlets, names, active = map(int, out.split())
     assert (count, names, active) == (5, 5, 1) and greenlets < 5
+
+
+def test_a_thread_killed_before_it_ran_on_a_parked_greenlet_still_ends() -> None:
+    [parked] = run_threads(lambda: None)
+    ran: list[bool] = []
+    thread.start_new_thread(lambda: ran.append(True), ())  # scheduled on the parked one
+    assert thread._count() == 1 and not parked.ready()
+    # kill() would queue its exception behind the thread's start; throw it in first.
+    parked.parent = getcurrent()
+    parked.throw(greenwire.GreenletExit)
+    assert parked.dead and parked.ready() and thread._count() == 0
+    settle()  # the queued start finds the greenlet gone
+    assert ran == []

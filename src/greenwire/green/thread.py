@@ -283,7 +283,7 @@ class _GreenThread(Greenlet[None]):
             return
         while self._run_thread() and not self._links and self._handle is None:
             if not self._park():
-                return
+                break
         self._done = True
         if self._links:
             self._hub._callbacks.append((self._notify_links, ()))
@@ -327,10 +327,20 @@ class _GreenThread(Greenlet[None]):
             try:
                 hub.switch()
             except GreenletExit:
+                if self._function is not None:  # killed before the new thread ran
+                    self._function = self._handle = None
+                    self.__dict__.pop("_args", None)
+                    self.__dict__.pop("_kwargs", None)
+                    self._ended()
                 return False
             except BaseException as exc:  # thrown by something of the thread that ended
                 hub.handle_error(self, exc)
         return True
+
+    def _resume(self) -> None:
+        """Run the thread just assigned to this parked greenlet, unless it was killed."""
+        if not self.dead:
+            self.switch()
 
     def _finish(self, value: Any, exception: BaseException | None) -> None:
         # Reached without _run when the greenlet is killed before it ever ran.
@@ -422,7 +432,7 @@ def _spawn(
         hub._callbacks.append((me.switch, ()))
         g.switch()
     elif reused:
-        hub._callbacks.append((g.switch, ()))
+        hub._callbacks.append((g._resume, ()))
     else:
         g.start()
     return g
