@@ -252,16 +252,6 @@ class _GreenThread(Greenlet[None]):
     _args: tuple[Any, ...] = ()
     _kwargs: dict[str, Any] = {}  # shared default: never mutated, only replaced
 
-    def __init__(
-        self,
-        function: Callable[..., object],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        handle: _ThreadHandle | None,
-    ) -> None:
-        Greenlet.__init__(self)
-        self._assign(function, args, kwargs, handle)
-
     def _assign(
         self,
         function: Callable[..., object],
@@ -304,14 +294,16 @@ class _GreenThread(Greenlet[None]):
         except BaseException as exc:  # reported as CPython does
             _report_unraisable(exc, function)
         finally:
-            self._function = None
-            if args:
-                del self._args
-            if kwargs:
-                del self._kwargs
+            self._forget_thread()
             del function, args, kwargs
             self._ended()
         return returned
+
+    def _forget_thread(self) -> None:
+        """Drop the function and arguments of the thread that ran, or was to run, here."""
+        self._function = None
+        self.__dict__.pop("_args", None)
+        self.__dict__.pop("_kwargs", None)
 
     def _park(self) -> bool:
         """Wait in the hub's idle list for the next thread; False if not kept, or killed."""
@@ -328,9 +320,7 @@ class _GreenThread(Greenlet[None]):
                 hub.switch()
             except GreenletExit:
                 if self._function is not None:  # killed before the new thread ran
-                    self._function = self._handle = None
-                    self.__dict__.pop("_args", None)
-                    self.__dict__.pop("_kwargs", None)
+                    self._forget_thread()
                     self._ended()
                 return False
             except BaseException as exc:  # thrown by something of the thread that ended
@@ -408,11 +398,8 @@ def _spawn(
     hub = get_hub()
     idle: list[_GreenThread] | None = hub.__dict__.get("_idle_green_threads")
     reused = bool(idle)
-    if idle:
-        g = idle.pop()
-        g._assign(function, args, kwargs, handle)
-    else:
-        g = _GreenThread(function, args, kwargs, handle)
+    g = idle.pop() if idle else _GreenThread()
+    g._assign(function, args, kwargs, handle)
     _green_alive.append(None)
     if handle is not None:
         handle._ident = id(g)
