@@ -590,10 +590,10 @@ class Connection:
             body = b"".join(result)  # one item: that very object, no copy
             head = self._head(len(body))
             framed = proto.send_data(body)
-            tail = proto.end_response()
+            proto.end_response()  # framed by Content-Length: it adds no bytes
             self.body_bytes = len(framed)
             if len(framed) <= _COALESCE_LIMIT:
-                self._send_all(head + framed + tail if tail else head + framed)
+                self._send_all(head + framed)
             else:
                 self._send_all(head)
                 self._send_all(framed)

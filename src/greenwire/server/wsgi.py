@@ -279,13 +279,21 @@ class WSGIServer(StreamServer):
         server_options = {name: options.pop(name) for name in _SERVER_OPTIONS & options.keys()}
         if server_options.get("ssl_context") is not None:
             options.setdefault("url_scheme", "https")
-        self.application = application
         #: The handler serving each connection (its settings can be changed before start).
         self.handler = WSGIHandler(application, **options)
         self.handler.set_nodelay = False  # StreamServer sets TCP_NODELAY on the listener
         # The bound method, not the handler object: calling an object's __call__ costs
         # a C-level call, and so ~750 bytes more of greenlet stack per idle connection.
         super().__init__(listener, self.handler.__call__, **server_options)
+
+    @property
+    def application(self) -> WSGIApplication:
+        """The WSGI application the connections call (the handler's; may be replaced)."""
+        return self.handler.application
+
+    @application.setter
+    def application(self, application: WSGIApplication) -> None:
+        self.handler.application = application
 
     def _prepare(self, sock: gsocket.socket) -> None:
         super()._prepare(sock)
