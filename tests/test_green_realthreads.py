@@ -14,8 +14,7 @@ import pytest
 
 import greenwire
 from _green_patching import check_patched
-from greenwire._core import get_hub
-from greenwire._core.threadpool import existing_hub
+from greenwire._core import existing_hub, get_hub
 from greenwire.green import _realthreads
 from greenwire.green._realthreads import Thread
 

@@ -57,8 +57,8 @@ from typing import Any
 from greenlet import getcurrent
 from greenlet import greenlet as RawGreenlet
 
-from greenwire._core import Hub, HubBlockingError, get_hub
-from greenwire._core.threadpool import existing_hub, worker_threads_alive
+from greenwire._core import Hub, HubBlockingError, existing_hub, get_hub
+from greenwire._core.threadpool import worker_threads_alive
 
 # This module is imported before anything can be patched: these are the real ones.
 _MAIN_THREAD_IDENT = _stdlib_threading.main_thread().ident
@@ -249,9 +249,7 @@ class _HandoffLock:
                 timer.cancel()
             if held:
                 hub.release()
-        waiter[_STATE] = _GONE
-        if self._granted is waiter:
-            self._granted = None
+        self._leave(waiter, False)
         return True
 
     def _block_in_os(self, me: RawGreenlet, timeout: float | None) -> bool:

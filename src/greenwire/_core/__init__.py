@@ -15,7 +15,7 @@ from greenwire._core.errors import (
     WouldBlockForever,
 )
 from greenwire._core.fdwaits import FdObserver, FdState
-from greenwire._core.hub import Hub, HubStatistics, get_hub, set_hub
+from greenwire._core.hub import Hub, HubStatistics, existing_hub, get_hub, set_hub
 from greenwire._core.timeout import Timeout
 from greenwire._core.timers import Timer
 
@@ -38,6 +38,7 @@ __all__ = [
     "WouldBlockForever",
     "children",
     "default_backend",
+    "existing_hub",
     "get_hub",
     "set_hub",
 ]

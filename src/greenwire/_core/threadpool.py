@@ -505,11 +505,6 @@ def worker_threads_alive() -> int:
     return _workers_alive
 
 
-# The calling thread's hub if it has one; unlike ``get_hub()``, never makes one. Exported
-# under this name for the layers above, without a wrapper frame on their wait paths.
-existing_hub = _get_hub_or_none
-
-
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_pools_after_fork)
 

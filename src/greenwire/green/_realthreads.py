@@ -49,8 +49,8 @@ import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from greenwire._core import Hub
-from greenwire._core.threadpool import existing_hub
+from greenwire._core import Hub, existing_hub
+from greenwire._core.threadpool import _inherit_thread_hooks
 from greenwire.green._registry import original
 from greenwire.lock import Lock
 
@@ -175,7 +175,7 @@ class Thread(_RealThreadBase, _PatchedThreadBase):  # type: ignore[misc]
     def _bootstrap(self) -> None:
         _bootstrapping.active = True
         public = _public_threading()
-        _inherit_hooks(public)
+        _inherit_thread_hooks()  # the patched threading's trace and profile hooks
         ident = _real_get_ident()
         active = getattr(public, "_active", None)
         if active is not None:
@@ -214,16 +214,6 @@ class Thread(_RealThreadBase, _PatchedThreadBase):  # type: ignore[misc]
         exited.release()  # for the next joiner
         # The thread's last statements are done; the OS thread is a moment from its end.
         super().join()
-
-
-def _inherit_hooks(public: Any) -> None:
-    """Install the patched ``threading``'s trace and profile hooks, as its threads get."""
-    trace = getattr(public, "_trace_hook", None)
-    if trace is not None:
-        sys.settrace(trace)
-    profile = getattr(public, "_profile_hook", None)
-    if profile is not None:
-        sys.setprofile(profile)
 
 
 def _register_exit_hook() -> None:

@@ -42,8 +42,7 @@ from typing import Any
 from greenlet import getcurrent
 from greenlet import greenlet as RawGreenlet
 
-from greenwire._core import ClosedResourceError, Hub, children, get_hub
-from greenwire._core.threadpool import existing_hub
+from greenwire._core import ClosedResourceError, Hub, children, existing_hub, get_hub
 from greenwire.green._registry import original
 from greenwire.threadpool import run_in_thread
 

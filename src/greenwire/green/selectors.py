@@ -87,14 +87,14 @@ if _EpollSelectorBase is not None:
             if timeout is not None and timeout <= 0:
                 return super().select(timeout)
             hub = get_hub()
-            deadline = None
-            if timeout is not None:
-                # As the stdlib: whole milliseconds, rounded up, to wait *at least* timeout.
-                deadline = hub.now() + math.ceil(timeout * 1e3) * 1e-3
             ready = super().select(0)
             if ready:
                 take_turn(hub)  # a caller prepared to wait lets the others run
                 return ready
+            deadline = None
+            if timeout is not None:
+                # As the stdlib: whole milliseconds, rounded up, to wait *at least* timeout.
+                deadline = hub.now() + math.ceil(timeout * 1e3) * 1e-3
             interest = ((self.fileno(), True, False),)
             while True:
                 in_time = wait_any(hub, interest, deadline)

@@ -67,8 +67,7 @@ from errno import EAGAIN, EALREADY, EINPROGRESS, EINTR, EISCONN, EWOULDBLOCK
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, SupportsIndex
 
-from greenwire._core import FdState, Hub, get_hub
-from greenwire._core.threadpool import existing_hub
+from greenwire._core import FdState, Hub, existing_hub, get_hub
 from greenwire.green import _sendfile
 from greenwire.green import dns as _dns
 from greenwire.green._registry import original
@@ -656,8 +655,8 @@ class socket(_BaseSocket):
             # then raise it in the thread's main greenlet as soon as the hub runs.
             _c_finalize(self)
             hub = existing_hub()
-            if hub is not None and hub.parent is not None and not hub.parent.dead:
-                hub._callbacks.append((hub.parent.throw, (exc,)))
+            if hub is not None:
+                hub.raise_in_main_soon(exc)
 
     # ------------------------------------------------------------ sendfile
 
