@@ -9,17 +9,11 @@ import pytest
 from greenlet import getcurrent
 
 import greenwire
+from _sync_helpers import settle
 from greenwire._core import Hub, HubBlockingError, LoopExit, VirtualClock, get_hub
 from greenwire.event import AsyncResult, Event
 from greenwire.greenlet import iwait, wait
 from greenwire.timeout import Timeout, TooSlowError, fail_after, move_on_after
-
-
-def settle(passes: int = 3) -> None:
-    """Let every greenlet that can run do so (a few full hub passes)."""
-    for _ in range(passes):
-        greenwire.sleep(0)
-
 
 # ---------------------------------------------------------------------------- Event
 

@@ -12,6 +12,7 @@ import pytest
 from greenlet import getcurrent
 
 import greenwire
+from _sync_helpers import settle
 from greenwire import Greenlet, GreenletExit
 from greenwire._core import VirtualClock
 from greenwire.pool import Group, Pool, PoolFull
@@ -30,12 +31,6 @@ def fail(message: str = "boom", after: float = 0) -> None:
     if after:
         greenwire.sleep(after)
     raise ValueError(message)
-
-
-def passes(n: int) -> None:
-    """Let everything runnable run, ``n`` passes of the hub."""
-    for _ in range(n):
-        greenwire.sleep(0)
 
 
 def nap(seconds: float, value: Any = None) -> Any:
@@ -390,10 +385,10 @@ def test_imap_maxsize_bounds_outstanding_results() -> None:
         return x
 
     it = group.imap(work, range(10), maxsize=2)
-    passes(5)
+    settle(5)
     assert started == [0, 1]  # finished but not consumed: the feeder waits
     assert next(it) == 0
-    passes(5)
+    settle(5)
     assert started == [0, 1, 2]
     assert list(it) == list(range(1, 10))
     with pytest.raises(ValueError):
@@ -426,9 +421,9 @@ def test_imap_close_kills_running_calls_and_reports_unconsumed_failures(
 def test_imap_unconsumed_failure_reported_when_collected(hub_errors: ErrorLog) -> None:
     group = Group()
     it = group.imap_unordered(fail, ["dropped"])
-    passes(3)
+    settle(3)
     assert group.join() is True
-    passes(3)
+    settle(3)
     assert hub_errors == []
     del it
     gc.collect()
