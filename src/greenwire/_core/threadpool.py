@@ -75,10 +75,10 @@ DEFAULT_IDLE_TIMEOUT = 5.0
 DESTROY_JOIN_TIMEOUT = 5.0
 
 _all_pools: weakref.WeakSet[ThreadPool] = weakref.WeakSet()
-# Worker threads alive in all pools, counted from inside each thread (so never more than
-# ``_thread._count()`` includes), guarded by their own lock.
-_workers_alive = 0
-_workers_alive_lock = _originals.allocate_lock()
+# One token per worker thread alive in all pools, put and taken from inside each thread
+# (so never more than ``_thread._count()`` includes): ``list.append`` and ``list.pop``
+# are atomic, so counting needs no lock.
+_workers_alive: list[None] = []
 # Set in each worker thread: which pool it serves, and the lock it releases when it exits.
 _worker_tls = _originals.thread_local()
 
@@ -267,7 +267,7 @@ class ThreadPool:
             # Otherwise the running threads will get to the call: keep going.
 
     def _worker(self, wake: LockType, exited: LockType) -> None:
-        _count_worker(1)
+        _workers_alive.append(None)
         try:
             # The hooks apply to frames entered after they are set: install them first.
             _inherit_thread_hooks()
@@ -276,7 +276,7 @@ class ThreadPool:
             finally:
                 exited.release()
         finally:
-            _count_worker(-1)
+            _workers_alive.pop()
 
     def _work(self, wake: LockType, exited: LockType) -> None:
         _worker_tls.pool = self
@@ -483,18 +483,10 @@ class ThreadPool:
 
 
 def _reset_pools_after_fork() -> None:  # pragma: no cover - runs in forked children
-    global _workers_alive, _workers_alive_lock
     # Only the forking thread goes on in the child: it may be a worker itself.
-    _workers_alive = 1 if getattr(_worker_tls, "pool", None) is not None else 0
-    _workers_alive_lock = _originals.allocate_lock()
+    _workers_alive[:] = [None] if getattr(_worker_tls, "pool", None) is not None else []
     for pool in list(_all_pools):
         pool._reset_after_fork()
-
-
-def _count_worker(delta: int) -> None:
-    global _workers_alive
-    with _workers_alive_lock:
-        _workers_alive += delta
 
 
 def worker_threads_alive() -> int:
@@ -502,7 +494,7 @@ def worker_threads_alive() -> int:
 
     They are an implementation detail: the green ``_thread._count()`` leaves them out.
     """
-    return _workers_alive
+    return len(_workers_alive)
 
 
 if hasattr(os, "register_at_fork"):
