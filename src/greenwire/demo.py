@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import resource
 import socket
 import statistics
 import threading
@@ -18,15 +17,7 @@ import time
 
 import greenwire
 from greenwire import Pool, TaskGroup, get_hub, wait_readable, wait_writable
-
-
-def _raise_fd_limit(wanted: int) -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < wanted and (hard == resource.RLIM_INFINITY or hard > soft):
-        new = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
-        soft = new
-    return soft
+from greenwire.bench._processes import raise_fd_limit
 
 
 def _recv_exactly(sock: socket.socket, n: int) -> bytes:
@@ -121,7 +112,7 @@ def _client(address: tuple[str, int], rounds: int, payload: bytes) -> list[float
 
 
 def echo_section(clients: int, rounds: int, size: int) -> None:
-    limit = _raise_fd_limit(2 * clients + 64)
+    limit = raise_fd_limit(2 * clients + 64)
     if 2 * clients + 64 > limit:
         clients = max(1, (limit - 64) // 2)
         print(f"(file descriptor limit {limit}: using {clients} clients)")

@@ -30,6 +30,7 @@ a part of the orchestrator's group. Other work on the machine can still run on t
 from __future__ import annotations
 
 import os
+import resource
 import select
 import subprocess
 import sys
@@ -42,6 +43,19 @@ from pathlib import Path
 #: Seconds a child may take to start and announce itself.
 STARTUP_TIMEOUT = 60.0
 _TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
+def raise_fd_limit(wanted: int) -> int:
+    """Raise this process's soft RLIMIT_NOFILE to ``wanted`` (or the hard limit); return it.
+
+    Never lowers it.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < wanted and (hard == resource.RLIM_INFINITY or hard > soft):
+        new = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        soft = new
+    return soft
 
 
 class ChildError(RuntimeError):

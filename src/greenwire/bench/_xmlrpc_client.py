@@ -43,15 +43,6 @@ ERROR_PAUSE = 0.01
 ERROR_SAMPLES = 3
 
 
-def _raise_fd_limit() -> None:
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard > soft:
-        wanted = 65536 if hard == resource.RLIM_INFINITY else hard
-        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(wanted, 65536)), hard))
-
-
 class _RawCaller:
     """One XML-RPC call as raw HTTP: ServerProxy's request bytes, an exact answer check."""
 
@@ -205,7 +196,9 @@ def main(argv: list[str]) -> None:
         raise SystemExit(f"unknown client mode {params.get('mode')!r}: use green or threads")
     if params.get("kind") not in ("raw", "proxy"):
         raise SystemExit(f"unknown client kind {params.get('kind')!r}: use raw or proxy")
-    _raise_fd_limit()
+    from greenwire.bench._processes import raise_fd_limit
+
+    raise_fd_limit(65536)
     result = run(params)
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
