@@ -13,6 +13,7 @@ instead of failing.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -87,9 +88,7 @@ class DatagramServer(BaseServer):
     # -------------------------------------------------------------- the loop
 
     def _receiver(self, sock: gsocket.socket) -> Callable[[], tuple[bytes, Any]]:
-        recvfrom = sock.recvfrom
-        size = self.max_datagram_size
-        return lambda: recvfrom(size)
+        return functools.partial(sock.recvfrom, self.max_datagram_size)  # no Python frame
 
     def _starter(self, sock: gsocket.socket) -> Callable[[tuple[bytes, Any]], bool]:
         spawn = self.pool.spawn
