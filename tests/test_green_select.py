@@ -11,11 +11,10 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import greenwire
-from _green_wait_helpers import FloatSub, Index, later, no_fds_left
+from _green_wait_helpers import FloatSub, Index, call_as_io_arrives, later, no_fds_left
 from greenwire import Timeout
 from greenwire._core import Hub, VirtualClock
 from greenwire.green import select as green_select
-from greenwire.green import socket as green_socket
 
 Pair = tuple[socket.socket, socket.socket]
 
@@ -300,18 +299,9 @@ def test_a_ready_call_lets_ready_io_run_first(pair: Pair) -> None:
         lambda: pollster.poll(10_000),
     ]
     for call in calls:
-        c, d = green_socket.socketpair()
-        try:
-            reader = greenwire.spawn(d.recv, 10)
-            greenwire.sleep(0)  # parks on d
-            c.send(b"x")
-            assert call() in (([], [b], []), [(b.fileno(), stdlib_select.POLLOUT)])
-            assert reader.ready()
-            assert reader.get() == b"x"
-        finally:
-            reader.kill()
-            c.close()
-            d.close()
+        result, reader = call_as_io_arrives(call)
+        assert result in (([], [b], []), [(b.fileno(), stdlib_select.POLLOUT)])
+        assert reader.ready() and reader.get() == b"x"
 
 
 def test_a_zero_timeout_looks_without_yielding(pair: Pair) -> None:

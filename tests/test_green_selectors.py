@@ -10,11 +10,10 @@ from collections.abc import Iterator
 import pytest
 
 import greenwire
-from _green_wait_helpers import later, no_fds_left
+from _green_wait_helpers import call_as_io_arrives, later, no_fds_left
 from greenwire import Timeout
 from greenwire._core import Hub, VirtualClock
 from greenwire.green import selectors as green_selectors
-from greenwire.green import socket as green_socket
 
 Pair = tuple[socket.socket, socket.socket]
 READ, WRITE = stdlib_selectors.EVENT_READ, stdlib_selectors.EVENT_WRITE
@@ -96,18 +95,9 @@ def test_a_ready_select_lets_ready_io_run_first(
     # the select takes must include the greenlets whose I/O became ready meanwhile.
     a, b = pair
     key = selector.register(b, WRITE)
-    c, d = green_socket.socketpair()
-    try:
-        reader = greenwire.spawn(d.recv, 10)
-        greenwire.sleep(0)  # parks on d
-        c.send(b"x")
-        assert selector.select(10) == [(key, WRITE)]
-        assert reader.ready()
-        assert reader.get() == b"x"
-    finally:
-        reader.kill()
-        c.close()
-        d.close()
+    result, reader = call_as_io_arrives(lambda: selector.select(10))
+    assert result == [(key, WRITE)]
+    assert reader.ready() and reader.get() == b"x"
 
 
 def test_select_waits_cooperatively(
