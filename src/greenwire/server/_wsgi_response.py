@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator
 from stat import S_ISREG
 from typing import IO, Any
 
+from greenwire.server.http.connection import PerSecond
+
 #: Application failures, client resets and timeouts, protocol errors.
 error_logger = logging.getLogger("greenwire.wsgi")
 #: One line per request in the combined log format, at INFO.
@@ -131,31 +133,19 @@ class ErrorStream:
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-class _LogTime:
-    """The local time in the access log's ``[10/Oct/2000:13:55:36 -0700]`` form, cached."""
-
-    __slots__ = ("_second", "_text")
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._text = ""
-
-    def __call__(self) -> str:
-        second = int(time.time())
-        if second != self._second:
-            t = time.localtime(second)
-            offset = t.tm_gmtoff // 60
-            sign = "-" if offset < 0 else "+"
-            hours, minutes = divmod(abs(offset), 60)
-            self._text = (
-                f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:"
-                f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} {sign}{hours:02d}{minutes:02d}"
-            )
-            self._second = second
-        return self._text
+def _log_time_text(second: int) -> str:
+    """The local time in the access log's ``10/Oct/2000:13:55:36 -0700`` form."""
+    t = time.localtime(second)
+    offset = t.tm_gmtoff // 60
+    sign = "-" if offset < 0 else "+"
+    hours, minutes = divmod(abs(offset), 60)
+    return (
+        f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:"
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} {sign}{hours:02d}{minutes:02d}"
+    )
 
 
-log_time = _LogTime()
+log_time = PerSecond(_log_time_text)
 
 
 def log_access(

@@ -53,6 +53,7 @@ them, rather than one by one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from email.utils import formatdate
 from time import time
 from types import SimpleNamespace
@@ -92,25 +93,26 @@ _NO_HEADERS: Final[Headers] = []
 _LAST_CHUNK = b"0\r\n\r\n"
 
 
-class _HTTPDate:
-    """The current time as an HTTP date, formatted at most once a second."""
+class PerSecond:
+    """The current time as ``format(second)`` makes it, formatted at most once a second."""
 
-    __slots__ = ("_second", "_text")
+    __slots__ = ("_format", "_second", "_text")
 
-    def __init__(self) -> None:
+    def __init__(self, format: Callable[[int], str]) -> None:
+        self._format = format
         self._second = -1
         self._text = ""
 
     def __call__(self) -> str:
-        now = time()
-        second = int(now)
+        second = int(time())
         if second != self._second:
-            self._text = formatdate(now, usegmt=True)
+            self._text = self._format(second)
             self._second = second
         return self._text
 
 
-http_date = _HTTPDate()
+#: The current time as an HTTP date (the ``Date`` header).
+http_date = PerSecond(lambda second: formatdate(second, usegmt=True))
 
 
 def check_limits(**limits: int | None) -> None:
