@@ -474,9 +474,9 @@ def scaled(quick: bool, full: int, quick_value: int) -> int:
     return quick_value if quick else full
 
 
-def rss_bytes() -> int:
-    """Resident set size of this process, from /proc/self/statm."""
-    with open("/proc/self/statm") as f:
+def rss_bytes(pid: int | str = "self") -> int:
+    """Resident set size of process ``pid`` (default: this one), from /proc/<pid>/statm."""
+    with open(f"/proc/{pid}/statm") as f:
         resident_pages = int(f.read().split()[1])
     return resident_pages * os.sysconf("SC_PAGE_SIZE")
 

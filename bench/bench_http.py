@@ -47,6 +47,7 @@ from _common import (
     collect,
     process_cpu_seconds,
     read_line,
+    rss_bytes,
     script_main,
     stderr_tail,
     stop_process,
@@ -277,9 +278,7 @@ class ServerProcess:
 
     def rss_bytes(self) -> int:
         """Resident memory of the server process (VmRSS)."""
-        with open(f"/proc/{self.proc.pid}/statm") as f:
-            resident_pages = int(f.read().split()[1])
-        return resident_pages * os.sysconf("SC_PAGE_SIZE")
+        return rss_bytes(self.proc.pid)
 
     def check_alive(self) -> None:
         if self.proc.poll() is not None:
