@@ -49,6 +49,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from greenwire._core import Hub, children, get_hub
+from greenwire.green import os as _green_os
 from greenwire.green import selectors as _green_selectors
 from greenwire.green._registry import original
 from greenwire.greenlet import sleep as _green_sleep
@@ -92,7 +93,6 @@ _PopenSelector: type[Any] = getattr(
     _green_selectors, "PollSelector", _green_selectors.SelectSelector
 )
 
-_real_poll = original("select", "poll")
 _PIPE_BUF: int = getattr(_select_module, "PIPE_BUF", 512)
 _POLLIN: int = _select_module.POLLIN
 _POLLOUT: int = _select_module.POLLOUT
@@ -105,14 +105,11 @@ class PipeIO(io.FileIO):
     _hub: Hub | None = None
 
     def _wait(self, events: int) -> None:
-        poller = _real_poll()
-        poller.register(self.fileno(), events)
-        while not poller.poll(0):
+        """Park until the pipe is ready for ``events`` (as the green ``os`` functions do)."""
+        fd = self.fileno()
+        while not _green_os._ready_now(fd, events):
             hub = self._hub = get_hub()
-            if events == _POLLIN:
-                hub.wait_readable(self.fileno())
-            else:
-                hub.wait_writable(self.fileno())
+            _green_os._park_on(hub, fd, write=events == _POLLOUT)
 
     def readinto(self, buffer: Any) -> int:
         """Read into ``buffer`` once data (or end of file) is there."""
