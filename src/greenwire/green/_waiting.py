@@ -78,17 +78,23 @@ def seconds_in_range(number: float | int, unit_ns: int = 1_000_000_000) -> bool:
 
 
 class _Waker:
-    """Wakes one parked greenlet on the first observer event after it was armed."""
+    """Wakes one parked greenlet on the first observer event after it was armed.
 
-    __slots__ = ("greenlet", "armed")
+    ``closed`` notes that ``notify_closing()`` dropped an observed fd (event mask 0).
+    """
+
+    __slots__ = ("greenlet", "armed", "closed")
 
     def __init__(self, greenlet: RawGreenlet) -> None:
         self.greenlet = greenlet
         self.armed = False
+        self.closed = False
 
     def __call__(self, fd: int, events: int) -> None:
         # Runs in the hub: switching into the parked greenlet directly is allowed, and
         # disarming first makes later events of the same poll harmless.
+        if events == 0:
+            self.closed = True
         if self.armed:
             self.armed = False
             self.greenlet.switch()

@@ -40,10 +40,10 @@ from collections.abc import Callable
 from typing import Any
 
 from greenlet import getcurrent
-from greenlet import greenlet as RawGreenlet
 
 from greenwire._core import ClosedResourceError, Hub, children, existing_hub, get_hub
 from greenwire.green._registry import original
+from greenwire.green._waiting import _Waker
 from greenwire.threadpool import run_in_thread
 
 __target__ = "os"
@@ -213,25 +213,6 @@ def wait4(pid: int, options: int) -> tuple[int, int, Any]:
 # hub waits reaches the main greenlet, as in an unpatched program.
 
 
-class _OneShotWaker:
-    """Wakes one parked greenlet on its fd's first event; notes a close of the fd."""
-
-    __slots__ = ("greenlet", "armed", "closed")
-
-    def __init__(self, greenlet: RawGreenlet) -> None:
-        self.greenlet = greenlet
-        self.armed = False
-        self.closed = False
-
-    def __call__(self, fd: int, events: int) -> None:
-        # Runs in the hub; events == 0 means notify_closing() dropped the fd.
-        if events == 0:
-            self.closed = True
-        if self.armed:
-            self.armed = False
-            self.greenlet.switch()
-
-
 def _ready_now(fd: int, events: int) -> bool:
     """True if ``fd`` polls ready for ``events`` (or hung up, failed, or is invalid)."""
     poller = _real_poll()
@@ -245,7 +226,7 @@ def _park_on(hub: Hub, fd: int, write: bool) -> None:
     Raises:
         ClosedResourceError: the fd was closed (``os.close``) while we waited.
     """
-    waker = _OneShotWaker(getcurrent())
+    waker = _Waker(getcurrent())
     observer = hub.observe_fd(fd, not write, write, waker)
     try:
         waker.armed = True
